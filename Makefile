@@ -1,0 +1,70 @@
+# LLM Distillery — every target documents itself: `make help`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+# The CPU build of torch; an unpinned torch pulls a multi-GB CUDA build.
+TORCH_PIN := torch==2.13.0
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+export DS_BUILD_OPS := 0
+export TORCH_EXTENSIONS_DIR := $(CURDIR)/build/torch_extensions
+export RAY_AUTH_MODE := disabled
+
+.PHONY: help setup system-deps demo up test test-fast test-integration lint protos protos-check bench clean
+
+help: ## List every target with what it does
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+
+setup: $(BIN)/distillery system-deps ## Create .venv and install the project, all CPU extras and test tools
+	@echo "ready: $(BIN)/distillery --help"
+
+$(BIN)/distillery: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH_PIN)
+	$(BIN)/pip install --quiet -e '.[all,dev]'
+	@touch $@
+
+system-deps: ## Install Debian tools the tests use (prometheus, promtool) when missing and root
+	@if ! command -v promtool >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null) \
+	      || echo "warning: could not install prometheus; its tests will skip"; \
+	  else echo "note: prometheus not installed; its tests will skip"; fi; \
+	fi
+
+demo: ## Run the whole pipeline locally: 4 services, synthetic corpus, train, promote, score
+	$(BIN)/distillery demo
+
+up: ## Start the four services locally and leave them running (Ctrl-C stops them)
+	$(BIN)/distillery up
+
+test: ## Run the whole test suite (unit, integration with real services, e2e)
+	$(BIN)/pytest -q tests
+
+test-fast: ## Run unit tests only
+	$(BIN)/pytest -q tests/unit
+
+test-integration: ## Run integration and e2e tests only
+	$(BIN)/pytest -q tests/integration tests/e2e
+
+lint: ## Lint Python sources with ruff
+	$(BIN)/ruff check distillery services tests benchmarks
+
+protos: ## Regenerate Python stubs from proto/distillery/v1 into distillery/v1 (committed)
+	$(PY) -m distillery.protos generate
+
+protos-check: ## Fail when the committed stubs are stale against proto/
+	$(PY) -m distillery.protos check
+
+bench: ## Run the CPU benchmarks (results in benchmarks/results/)
+	$(PY) benchmarks/run_all.py
+
+clean: ## Remove build outputs, caches and local state (keeps .venv)
+	rm -rf build .pytest_cache .ruff_cache .distillery
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,98 @@
+"""Map domain errors to gRPC status codes, so that no Python exception ever reaches a client as UNKNOWN."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import uuid
+
+import grpc
+
+from distillery.articles import InvalidArticleError
+from distillery.filters import FilterSpecError, UnknownFilterError
+from distillery.v1 import common_pb2
+
+logger = logging.getLogger(__name__)
+
+
+class NotFoundError(LookupError):
+    """A named thing (job, model version) does not exist."""
+
+
+class OverloadedError(RuntimeError):
+    """The server's queue is full; the client should retry later (RESOURCE_EXHAUSTED)."""
+
+
+class BudgetExhaustedError(RuntimeError):
+    """A spending budget would be exceeded (RESOURCE_EXHAUSTED)."""
+
+
+class UnavailableError(RuntimeError):
+    """A dependency is down or nothing is loaded yet (UNAVAILABLE / FAILED_PRECONDITION)."""
+
+
+class PreconditionError(RuntimeError):
+    """The request is valid but the system is not in a state to serve it (FAILED_PRECONDITION)."""
+
+
+_MAPPING: list[tuple[type[BaseException], grpc.StatusCode]] = [
+    (InvalidArticleError, grpc.StatusCode.INVALID_ARGUMENT),
+    (UnknownFilterError, grpc.StatusCode.NOT_FOUND),
+    (NotFoundError, grpc.StatusCode.NOT_FOUND),
+    (FilterSpecError, grpc.StatusCode.FAILED_PRECONDITION),
+    (OverloadedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (BudgetExhaustedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (UnavailableError, grpc.StatusCode.UNAVAILABLE),
+    (PreconditionError, grpc.StatusCode.FAILED_PRECONDITION),
+    (ValueError, grpc.StatusCode.INVALID_ARGUMENT),
+]
+
+
+def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The status code and client-facing message for an exception."""
+    for exc_type, code in _MAPPING:
+        if isinstance(exc, exc_type):
+            return code, str(exc)
+    incident = uuid.uuid4().hex[:12]
+    logger.error("internal error %s", incident, exc_info=exc)
+    return grpc.StatusCode.INTERNAL, f"internal error (incident {incident}; details in the server log)"
+
+
+def item_error(exc: BaseException) -> common_pb2.ItemError:
+    code, message = status_for(exc)
+    return common_pb2.ItemError(code=code.name, message=message)
+
+
+def handle_errors(method):
+    """Decorate a servicer method: domain errors become statuses with clear messages."""
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def stream_wrapper(self, request, context):
+            try:
+                yield from method(self, request, context)
+            except Exception as exc:  # noqa: BLE001 - every error must become a status
+                if _already_aborted(exc):
+                    raise
+                code, message = status_for(exc)
+                context.abort(code, message)
+
+        return stream_wrapper
+
+    @functools.wraps(method)
+    def wrapper(self, request, context):
+        try:
+            return method(self, request, context)
+        except Exception as exc:  # noqa: BLE001
+            if _already_aborted(exc):
+                raise
+            code, message = status_for(exc)
+            context.abort(code, message)
+
+    return wrapper
+
+
+def _already_aborted(exc: BaseException) -> bool:
+    # context.abort raises a bare Exception subclass internal to grpc; let it through unchanged.
+    return type(exc).__module__.startswith("grpc") or isinstance(exc, grpc.RpcError)

@@ -1,0 +1,148 @@
+from distillery.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class StudentKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STUDENT_KIND_UNSPECIFIED: _ClassVar[StudentKind]
+    STUDENT_KIND_LEXICAL: _ClassVar[StudentKind]
+    STUDENT_KIND_PROBE: _ClassVar[StudentKind]
+    STUDENT_KIND_FINETUNE: _ClassVar[StudentKind]
+    STUDENT_KIND_MULTI: _ClassVar[StudentKind]
+    STUDENT_KIND_ENSEMBLE: _ClassVar[StudentKind]
+
+class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    JOB_STATE_UNSPECIFIED: _ClassVar[JobState]
+    JOB_STATE_PENDING: _ClassVar[JobState]
+    JOB_STATE_RUNNING: _ClassVar[JobState]
+    JOB_STATE_SUCCEEDED: _ClassVar[JobState]
+    JOB_STATE_FAILED: _ClassVar[JobState]
+    JOB_STATE_CANCELLED: _ClassVar[JobState]
+STUDENT_KIND_UNSPECIFIED: StudentKind
+STUDENT_KIND_LEXICAL: StudentKind
+STUDENT_KIND_PROBE: StudentKind
+STUDENT_KIND_FINETUNE: StudentKind
+STUDENT_KIND_MULTI: StudentKind
+STUDENT_KIND_ENSEMBLE: StudentKind
+JOB_STATE_UNSPECIFIED: JobState
+JOB_STATE_PENDING: JobState
+JOB_STATE_RUNNING: JobState
+JOB_STATE_SUCCEEDED: JobState
+JOB_STATE_FAILED: JobState
+JOB_STATE_CANCELLED: JobState
+
+class StartJobRequest(_message.Message):
+    __slots__ = ("filter", "student_kind", "labels_path", "promote", "seed", "params")
+    class ParamsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    STUDENT_KIND_FIELD_NUMBER: _ClassVar[int]
+    LABELS_PATH_FIELD_NUMBER: _ClassVar[int]
+    PROMOTE_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    filter: _common_pb2.FilterRef
+    student_kind: StudentKind
+    labels_path: str
+    promote: bool
+    seed: int
+    params: _containers.ScalarMap[str, str]
+    def __init__(self, filter: _Optional[_Union[_common_pb2.FilterRef, _Mapping]] = ..., student_kind: _Optional[_Union[StudentKind, str]] = ..., labels_path: _Optional[str] = ..., promote: _Optional[bool] = ..., seed: _Optional[int] = ..., params: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class Job(_message.Message):
+    __slots__ = ("job_id", "filter", "student_kind", "state", "progress", "message", "model_version", "metrics", "error", "created_at", "updated_at")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    STUDENT_KIND_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    filter: _common_pb2.FilterRef
+    student_kind: StudentKind
+    state: JobState
+    progress: float
+    message: str
+    model_version: str
+    metrics: _containers.ScalarMap[str, float]
+    error: str
+    created_at: str
+    updated_at: str
+    def __init__(self, job_id: _Optional[str] = ..., filter: _Optional[_Union[_common_pb2.FilterRef, _Mapping]] = ..., student_kind: _Optional[_Union[StudentKind, str]] = ..., state: _Optional[_Union[JobState, str]] = ..., progress: _Optional[float] = ..., message: _Optional[str] = ..., model_version: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., error: _Optional[str] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ...) -> None: ...
+
+class GetJobRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class ListModelsRequest(_message.Message):
+    __slots__ = ("filter",)
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    filter: _common_pb2.FilterRef
+    def __init__(self, filter: _Optional[_Union[_common_pb2.FilterRef, _Mapping]] = ...) -> None: ...
+
+class ModelVersion(_message.Message):
+    __slots__ = ("filter", "version", "student_kind", "created_at", "metrics", "dataset_hash", "promoted", "uri")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STUDENT_KIND_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    DATASET_HASH_FIELD_NUMBER: _ClassVar[int]
+    PROMOTED_FIELD_NUMBER: _ClassVar[int]
+    URI_FIELD_NUMBER: _ClassVar[int]
+    filter: _common_pb2.FilterRef
+    version: str
+    student_kind: StudentKind
+    created_at: str
+    metrics: _containers.ScalarMap[str, float]
+    dataset_hash: str
+    promoted: bool
+    uri: str
+    def __init__(self, filter: _Optional[_Union[_common_pb2.FilterRef, _Mapping]] = ..., version: _Optional[str] = ..., student_kind: _Optional[_Union[StudentKind, str]] = ..., created_at: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., dataset_hash: _Optional[str] = ..., promoted: _Optional[bool] = ..., uri: _Optional[str] = ...) -> None: ...
+
+class ListModelsResponse(_message.Message):
+    __slots__ = ("models",)
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[ModelVersion]
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelVersion, _Mapping]]] = ...) -> None: ...
+
+class PromoteRequest(_message.Message):
+    __slots__ = ("filter", "version")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    filter: _common_pb2.FilterRef
+    version: str
+    def __init__(self, filter: _Optional[_Union[_common_pb2.FilterRef, _Mapping]] = ..., version: _Optional[str] = ...) -> None: ...
