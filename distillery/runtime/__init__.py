@@ -1,0 +1,1 @@
+"""Run the services as local processes (demo, `distillery up`, integration tests)."""
