@@ -1,0 +1,131 @@
+"""``probe``: frozen encoder embeddings (default all-MiniLM-L6-v2, offline) + a small regression head.
+
+Embeddings are cached by content hash (see :mod:`distillery.students.encoder`); texts are cut head+tail
+to the token budget. The head is an MLP (default) or a ridge regression, trained on targets scaled to
+0-1 and chosen by validation MAE when validation data is given.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from distillery.students.base import Student
+from distillery.students.manifest import read_manifest, write_manifest
+from distillery.students.params import check_params
+
+DEFAULTS: dict[str, Any] = {
+    "encoder": "all-MiniLM-L6-v2",
+    "head_tokens": 128,
+    "tail_tokens": 128,
+    "head": "mlp",  # mlp | ridge
+    "hidden": [256],
+    "l2": 1e-3,  # MLP weight decay
+    "alphas": [0.1, 0.3, 1.0, 3.0, 10.0],  # ridge head candidates
+    "max_iter": 400,
+    "seed": 0,
+    "batch_size": 32,
+    "bf16": False,
+}
+EMBED_CACHE_ENV = "DISTILLERY_EMBED_CACHE"
+
+
+class ProbeStudent(Student):
+    kind = "probe"
+
+    def __init__(self, dimensions: Sequence[str], filter: str = "", cache_dir: Path | str | None = None,
+                 **params: Any):
+        super().__init__(dimensions)
+        self.filter = filter
+        self.params = check_params("probe", DEFAULTS, params)
+        if self.params["head"] not in {"mlp", "ridge"}:
+            raise ValueError(f"probe head must be 'mlp' or 'ridge', got {self.params['head']!r}")
+        self.cache_dir = cache_dir or os.environ.get(EMBED_CACHE_ENV) or None
+        self._head = None
+        self._encoder = None
+
+    @property
+    def encoder(self):
+        if self._encoder is None:
+            from distillery.students.encoder import shared_encoder
+
+            p = self.params
+            self._encoder = shared_encoder(p["encoder"], p["head_tokens"], p["tail_tokens"], self.cache_dir,
+                                           batch_size=int(p["batch_size"]), bf16=bool(p["bf16"]))
+        return self._encoder
+
+    def embed(self, texts: Sequence[str], progress=None) -> np.ndarray:
+        return self.encoder.encode(list(texts), progress)
+
+    def _make_heads(self):
+        p = self.params
+        if p["head"] == "ridge":
+            from sklearn.linear_model import Ridge
+
+            return [Ridge(alpha=float(a)) for a in p["alphas"]]
+        from sklearn.neural_network import MLPRegressor
+
+        return [MLPRegressor(hidden_layer_sizes=tuple(int(h) for h in p["hidden"]), alpha=float(p["l2"]),
+                             learning_rate_init=1e-3, max_iter=int(p["max_iter"]), early_stopping=True,
+                             validation_fraction=0.1, n_iter_no_change=20, random_state=int(p["seed"]))]
+
+    def fit_embeddings(self, X: np.ndarray, y: np.ndarray, Xv: np.ndarray | None = None,
+                       yv: np.ndarray | None = None) -> ProbeStudent:
+        y = np.asarray(y, dtype=np.float64)
+        if y.ndim != 2 or y.shape != (len(X), len(self.dimensions)):
+            raise ValueError(f"targets must have shape ({len(X)}, {len(self.dimensions)}), got {y.shape}")
+        heads = self._make_heads()
+        best, best_mae = None, np.inf
+        for head in heads:
+            head.fit(X, y / 10.0)
+            if Xv is None or len(heads) == 1:
+                best = head
+                break
+            mae = np.abs(self._out(head, Xv) - yv).mean()
+            if mae < best_mae:
+                best, best_mae = head, mae
+        self._head = best
+        return self
+
+    @staticmethod
+    def _out(head, X: np.ndarray) -> np.ndarray:
+        pred = np.asarray(head.predict(X), dtype=np.float64)
+        return (pred.reshape(len(X), -1)) * 10.0
+
+    def fit(self, texts, targets, val_texts=None, val_targets=None, progress=None) -> ProbeStudent:
+        X = self.embed(texts, progress)
+        Xv = self.embed(val_texts) if val_texts is not None and len(val_texts) else None
+        yv = np.asarray(val_targets, dtype=np.float64) if Xv is not None else None
+        return self.fit_embeddings(X, np.asarray(targets), Xv, yv)
+
+    def predict_embeddings(self, X: np.ndarray) -> np.ndarray:
+        if self._head is None:
+            raise RuntimeError("probe student is not fitted")
+        return self._out(self._head, X)
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        if len(texts) == 0:
+            return np.zeros((0, len(self.dimensions)))
+        return self.predict_embeddings(self.embed(texts))
+
+    def save(self, path: Path) -> None:
+        import joblib
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        joblib.dump(self._head, path / "head.joblib", compress=3)
+        write_manifest(path, self)
+
+    @classmethod
+    def load(cls, path: Path) -> ProbeStudent:
+        import joblib
+
+        path = Path(path)
+        manifest = read_manifest(path)
+        student = cls(manifest["dimensions"], filter=manifest.get("filter", ""), **manifest.get("params", {}))
+        student._head = joblib.load(path / "head.joblib")
+        return student

@@ -1,0 +1,82 @@
+"""Settings of the inference service (section ``inference:``, env ``DISTILLERY_INFERENCE_*``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from distillery.config import ServiceSettings
+
+
+class InferenceSettings(ServiceSettings):
+    section: ClassVar[str] = "inference"
+    model_config = SettingsConfigDict(env_prefix="DISTILLERY_INFERENCE_", extra="forbid", validate_default=True)
+
+    port: int = Field(default=50054, ge=0, le=65535, description="gRPC port (0 picks a free one).")
+    metrics_port: int = Field(default=9104, ge=0, le=65535, description="Prometheus /metrics port (0: free one).")
+    workers: int = Field(default=16, ge=1, description="gRPC handler threads (they mostly wait on the batcher).")
+
+    registry_dir: Path | None = Field(
+        default=None, description="Model registry root; default <state_dir>/registry."
+    )
+    backend: Literal["torch", "onnx", "vllm"] = Field(
+        default="torch",
+        description="Runtime for encoder students: torch (CPU/CUDA), onnx (ONNX Runtime CPU, fastest on CPU), "
+        "vllm (decoder students on GPU).",
+    )
+    device: str = Field(default="auto", description="torch device: auto, cpu, cuda, cuda:N.")
+    onnx_quantize: bool = Field(
+        default=False, description="Dynamic int8 quantisation of the ONNX encoder (faster, within 0.02 MAE)."
+    )
+    onnx_cache_dir: Path | None = Field(
+        default=None, description="Where exported ONNX encoders are cached; default <state_dir>/onnx."
+    )
+    cpu_threads: int = Field(default=0, ge=0, description="Intra-op threads for torch/onnx (0: library default).")
+
+    max_batch_size: int = Field(
+        default=64, ge=1, description="Most articles in one forward pass. Larger: more throughput, more latency."
+    )
+    max_batch_tokens: int = Field(
+        default=16384, ge=1,
+        description="Most (estimated) tokens in one forward pass; bounds memory and the latency of one batch.",
+    )
+    max_wait_ms: float = Field(
+        default=2.0, ge=0,
+        description="How long the batcher waits for more requests to fill a batch once it holds one item. "
+        "0 minimises latency at low load; a few ms merges concurrent requests.",
+    )
+    max_queue: int = Field(
+        default=4096, ge=1,
+        description="Articles waiting per model before new requests get RESOURCE_EXHAUSTED (backpressure).",
+    )
+    max_request_articles: int = Field(default=2048, ge=1, description="Most articles in one ScoreBatch request.")
+    reload_poll_seconds: float = Field(
+        default=2.0, ge=0, description="How often the registry's promoted pointers are polled (0: never)."
+    )
+    cascade: bool = Field(
+        default=True, description="Use a filter's cascade (cheap student first) when its spec sets a threshold."
+    )
+
+    kafka_bootstrap: str = Field(default="", description="Kafka bootstrap servers; empty disables the stage.")
+    candidates_topic: str = Field(default="articles.candidates", description="Input topic of the stage.")
+    scored_topic: str = Field(default="articles.scored", description="Output topic of the stage.")
+    oracle_requests_topic: str = Field(default="oracle.requests", description="Where uncertain/audit go.")
+    models_events_topic: str = Field(default="models.events", description="Promotions that trigger a reload.")
+    consumer_group: str = Field(default="inference", description="Kafka consumer group of the stage.")
+    uncertain_daily_budget: int = Field(
+        default=500, ge=0, description="Per-filter daily cap of uncertain articles sent to the oracle."
+    )
+    audit_rate: float = Field(
+        default=0.01, ge=0, le=1,
+        description="Share of scored (article, filter) pairs sent to the oracle for accuracy audits.",
+    )
+    audit_seed: str = Field(default="audit", description="Salt of the deterministic audit sample.")
+
+    def resolved_registry_dir(self) -> Path:
+        return Path(self.registry_dir) if self.registry_dir else Path(self.state_dir) / "registry"
+
+    def resolved_onnx_dir(self) -> Path:
+        return Path(self.onnx_cache_dir) if self.onnx_cache_dir else Path(self.state_dir) / "onnx"

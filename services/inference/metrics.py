@@ -1,0 +1,52 @@
+"""Prometheus metrics of the inference service (no per-article labels; filter/dimension/stage are bounded)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_LATENCY = (0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_BATCH = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+_SCORE = tuple(float(x) for x in range(1, 11))
+
+PHASE_SECONDS = Histogram(
+    "distillery_inference_phase_seconds",
+    "Time per scoring phase: queue (waiting in the batcher), preprocess (tokenise/features), inference "
+    "(model forward, per batch), postprocess, total (per request).",
+    ["phase"], buckets=_LATENCY,
+)
+BATCH_SIZE = Histogram(
+    "distillery_inference_batch_size", "Articles per forward pass, by filter and cascade stage.",
+    ["filter", "stage"], buckets=_BATCH,
+)
+BATCH_TOKENS = Histogram(
+    "distillery_inference_batch_tokens", "Estimated tokens per forward pass.", ["filter", "stage"],
+    buckets=(64, 256, 1024, 4096, 16384, 65536, 262144),
+)
+QUEUE_DEPTH = Gauge("distillery_inference_queue_depth", "Articles waiting in a batcher.", ["filter", "stage"])
+ARTICLES = Counter(
+    "distillery_inference_articles_total", "(article, filter) pairs scored, by answering stage.",
+    ["filter", "stage"],
+)
+TOKENS = Counter("distillery_inference_tokens_total", "Estimated tokens run through models.", ["filter", "stage"])
+REJECTED = Counter(
+    "distillery_inference_rejected_total", "Work refused or dropped: overloaded (queue full), deadline.",
+    ["reason"],
+)
+SCORES = Histogram(
+    "distillery_inference_score", "Calibrated score distribution per filter and dimension.",
+    ["filter", "dimension"], buckets=_SCORE,
+)
+OVERALL = Histogram("distillery_inference_overall_score", "Overall score distribution.", ["filter"],
+                    buckets=_SCORE)
+UNCERTAIN = Counter("distillery_inference_uncertain_total", "Results flagged uncertain.", ["filter"])
+RELOADS = Counter("distillery_inference_model_reloads_total", "Model versions (re)loaded, by outcome.",
+                  ["filter", "outcome"])
+LOADED = Gauge("distillery_inference_models_loaded", "Models currently served, by filter and stage.",
+               ["filter", "stage"])
+STAGE_MESSAGES = Counter(
+    "distillery_inference_stage_messages_total", "Kafka stage messages, by topic and outcome.", ["topic", "outcome"]
+)
+ORACLE_REQUESTS = Counter(
+    "distillery_inference_oracle_requests_total", "Articles sent to oracle.requests, by filter and reason.",
+    ["filter", "reason"],
+)

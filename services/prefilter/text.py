@@ -1,0 +1,93 @@
+"""Text handling for the rule engine: the bounded, cleaned, normalised window that rules are matched on.
+
+Pitfalls this module exists for (each one bit the first version):
+
+- HTML tags, entities and zero-width / BiDi characters split words (``sol<b>ar</b>``, ``so\u200blar``)
+  so keywords silently stopped matching;
+- compatibility characters (full-width letters, ligatures, NBSP) only match after NFKC;
+- case folding must not be applied to the copy that case-sensitive rules see (``\\bRIP\\b`` must not
+  match "rip current"); this module returns both a case-preserving and a case-folded window;
+- the scanned window is bounded: the title plus the first N characters of the body, so that a 10 MB
+  text costs the same as a 5 KB one.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from dataclasses import dataclass
+
+# Zero-width, joiners, BiDi controls, word joiner/invisible operators, BOM, soft hyphen.
+_INVISIBLE = (
+    [0x00AD, 0x034F, 0x061C, 0x180E, 0xFEFF]
+    + list(range(0x200B, 0x2010))
+    + list(range(0x202A, 0x202F))
+    + list(range(0x2060, 0x2070))
+)
+_DROP_INVISIBLE = {cp: None for cp in _INVISIBLE}
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_SCRIPT_STYLE = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+_TAG = re.compile(r"</?[A-Za-z][^<>]{0,2000}>|<br\s*/?>", re.IGNORECASE)
+# Raw characters read for every scan character: room for markup that cleaning removes.
+RAW_FACTOR = 3
+RAW_SLACK = 512
+
+
+def strip_html(text: str) -> str:
+    """Remove script/style blocks, comments and tags (a tag becomes a space) and decode entities."""
+    if "<" in text:
+        text = _COMMENT.sub(" ", text)
+        text = _SCRIPT_STYLE.sub(" ", text)
+        text = _TAG.sub(" ", text)
+    if "&" in text:
+        text = html.unescape(text)
+    return text
+
+
+def clean(text: str) -> str:
+    """HTML/entity removal, lone surrogates dropped, NFKC, invisible characters removed, whitespace collapsed.
+
+    ASCII text (the common case) skips the Unicode steps, which keeps the engine's per-article cost low.
+    """
+    text = strip_html(text)
+    if not text.isascii():
+        text = _SURROGATES.sub("", text)
+        text = unicodedata.normalize("NFKC", text).translate(_DROP_INVISIBLE)
+    return " ".join(text.split())
+
+
+def normalise_term(term: str) -> str:
+    """How a rule keyword is stored: the same NFKC, case folding and whitespace collapse as the text."""
+    return " ".join(unicodedata.normalize("NFKC", term).translate(_DROP_INVISIBLE).casefold().split())
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The text rules see: ``title + "\\n" + body[:scan_chars]``, cleaned, in two cases."""
+
+    text: str  # cleaned and normalised, original case (for case-sensitive rules)
+    folded: str  # case-folded copy (for keywords and case-insensitive regexes)
+    title_end: int  # the title occupies text[:title_end]
+    title_end_folded: int  # ... and folded[:title_end_folded]
+    body_chars: int  # cleaned body length when the whole body was read, else -1 (body longer than the bound)
+
+
+def make_window(title: str, body: str, scan_chars: int) -> Window:
+    """Title + the first ``scan_chars`` characters of the cleaned body; reads at most a bounded raw prefix."""
+    raw_limit = scan_chars * RAW_FACTOR + RAW_SLACK
+    whole = len(body) <= raw_limit
+    cleaned_body = clean(body if whole else body[:raw_limit])
+    cleaned_title = clean(title[:raw_limit])
+    body_chars = len(cleaned_body) if whole else -1
+    text = f"{cleaned_title}\n{cleaned_body[:scan_chars]}"
+    folded = text.casefold()
+    title_end = len(cleaned_title)
+    # Folding can change lengths (German sharp s -> "ss"): the title ends elsewhere in the folded copy.
+    title_end_folded = title_end if len(folded) == len(text) else len(cleaned_title.casefold())
+    return Window(text, folded, title_end, title_end_folded, body_chars)
+
+
+def is_word_char(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
