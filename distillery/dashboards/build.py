@@ -1,0 +1,383 @@
+"""The five Grafana dashboards, as code (grafana-foundation-sdk builders).
+
+Each dashboard is a list of :class:`PanelSpec` (title, kind, PromQL queries, unit), turned into Grafana
+JSON by the SDK. Queries read only metrics that the services export (checked by
+``tests/deploy/test_dashboards.py`` against :mod:`distillery.dashboards.catalog`) and the recording rules
+in ``deploy/prometheus/rules/recording.yml``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from grafana_foundation_sdk.builders import dashboard as gd
+from grafana_foundation_sdk.builders import heatmap, stat, table, timeseries
+from grafana_foundation_sdk.builders.prometheus import Dataquery
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import dashboard as gm
+
+DATASOURCE_UID = "prometheus"
+DATASOURCE = gm.DataSourceRef(type_val="prometheus", uid=DATASOURCE_UID)
+SERVICES = ("prefilter", "oracle", "trainer", "inference")
+
+
+@dataclass(frozen=True)
+class Query:
+    expr: str
+    legend: str = ""
+
+
+@dataclass(frozen=True)
+class PanelSpec:
+    title: str
+    queries: tuple[Query, ...]
+    kind: str = "timeseries"  # timeseries | stat | heatmap | table
+    unit: str = "short"
+    description: str = ""
+    width: int = 12
+    height: int = 8
+
+
+@dataclass(frozen=True)
+class DashboardSpec:
+    uid: str
+    title: str
+    description: str
+    rows: tuple[tuple[str, tuple[PanelSpec, ...]], ...]
+    variables: tuple[tuple[str, str], ...] = field(default=())  # (name, label_values query)
+    tags: tuple[str, ...] = ("distillery",)
+
+    def queries(self) -> list[tuple[str, str]]:
+        """``[(panel title, expr)]`` for every query of every panel."""
+        return [(p.title, q.expr) for _, panels in self.rows for p in panels for q in p.queries]
+
+
+def _q(expr: str, legend: str = "") -> Query:
+    return Query(expr, legend)
+
+
+def _rate(metric: str, by: str, selector: str = "") -> str:
+    return f"sum by ({by}) (rate({metric}{{{selector}}}[$__rate_interval]))"
+
+
+def _quantile(q: float, metric: str, by: str, selector: str = "") -> str:
+    return f"histogram_quantile({q}, sum by (le, {by}) (rate({metric}_bucket{{{selector}}}[$__rate_interval])))"
+
+
+FILTER_VAR = ("filter", "label_values(distillery_inference_articles_total, filter)")
+DIMENSION_VAR = ("dimension", 'label_values(distillery_inference_score_count{filter=~"$filter"}, dimension)')
+
+
+def overview() -> DashboardSpec:
+    rpc_rate = [_q(_rate(f"distillery_{s}_rpc_requests_total", "method"), f"{s} {{{{method}}}}") for s in SERVICES]
+    p50 = [_q(_quantile(0.5, f"distillery_{s}_rpc_seconds", "method"), f"{s} {{{{method}}}} p50") for s in SERVICES]
+    p99 = [_q(_quantile(0.99, f"distillery_{s}_rpc_seconds", "method"), f"{s} {{{{method}}}} p99") for s in SERVICES]
+    errors = [
+        _q(_rate(f"distillery_{s}_rpc_requests_total", "method, code", 'code!="OK"'), f"{s} {{{{method}}}} {{{{code}}}}")
+        for s in SERVICES
+    ]
+    return DashboardSpec(
+        uid="distillery-overview",
+        title="Distillery / Overview",
+        description="Throughput per stage, latency p50/p99, errors and backlog of the four services.",
+        rows=(
+            (
+                "Throughput",
+                (
+                    PanelSpec("gRPC requests/s by service and method", tuple(rpc_rate), unit="reqps"),
+                    PanelSpec(
+                        "Articles scored/s by filter and cascade stage",
+                        (_q(_rate("distillery_inference_articles_total", "filter, stage"), "{{filter}} {{stage}}"),),
+                        unit="ops",
+                    ),
+                    PanelSpec(
+                        "Kafka stage messages/s (inference) by topic and outcome",
+                        (_q(_rate("distillery_inference_stage_messages_total", "topic, outcome"),
+                            "{{topic}} {{outcome}}"),),
+                        unit="ops",
+                    ),
+                    PanelSpec(
+                        "Tokens/s through the students",
+                        (_q(_rate("distillery_inference_tokens_total", "filter, stage"), "{{filter}} {{stage}}"),),
+                        unit="short",
+                    ),
+                ),
+            ),
+            (
+                "Latency",
+                (
+                    PanelSpec("gRPC latency p50", tuple(p50), unit="s"),
+                    PanelSpec("gRPC latency p99", tuple(p99), unit="s"),
+                    PanelSpec(
+                        "Scoring phases p99 (queue, preprocess, inference, postprocess, total)",
+                        (_q(_quantile(0.99, "distillery_inference_phase_seconds", "phase"), "{{phase}}"),),
+                        unit="s",
+                    ),
+                    PanelSpec(
+                        "Batch size p50 / p99",
+                        (
+                            _q(_quantile(0.5, "distillery_inference_batch_size", "stage"), "{{stage}} p50"),
+                            _q(_quantile(0.99, "distillery_inference_batch_size", "stage"), "{{stage}} p99"),
+                        ),
+                    ),
+                ),
+            ),
+            (
+                "Errors and backlog",
+                (
+                    PanelSpec("gRPC errors/s (code != OK)", tuple(errors), unit="reqps"),
+                    PanelSpec(
+                        "Work refused (overload, deadline)",
+                        (_q(_rate("distillery_inference_rejected_total", "reason"), "{{reason}}"),),
+                        unit="ops",
+                    ),
+                    PanelSpec(
+                        "Inference queue depth",
+                        (_q("sum by (filter, stage) (distillery_inference_queue_depth)", "{{filter}} {{stage}}"),),
+                    ),
+                    PanelSpec(
+                        "Services up",
+                        (_q('up{job=~"distillery-.*"}', "{{job}} {{instance}}"),),
+                        kind="stat",
+                    ),
+                ),
+            ),
+        ),
+    )
+
+
+def filter_quality() -> DashboardSpec:
+    sel = 'filter=~"$filter"'
+    return DashboardSpec(
+        uid="distillery-filter-quality",
+        title="Distillery / Filter quality",
+        description="Live student quality: uncertain rate, oracle audits and model reloads per filter.",
+        variables=(FILTER_VAR,),
+        rows=(
+            (
+                "Uncertainty",
+                (
+                    PanelSpec(
+                        "Uncertain rate by filter",
+                        (_q("distillery:inference_uncertain:ratio_rate1h" + "{" + sel + "}", "{{filter}}"),),
+                        unit="percentunit",
+                        description="Share of scored articles flagged uncertain (interval too wide or ensemble "
+                        "disagreement), 1 h window (recording rule).",
+                    ),
+                    PanelSpec(
+                        "Uncertain articles/s",
+                        (_q(_rate("distillery_inference_uncertain_total", "filter", sel), "{{filter}}"),),
+                        unit="ops",
+                    ),
+                ),
+            ),
+            (
+                "Audits and active learning",
+                (
+                    PanelSpec(
+                        "Articles sent to the oracle by reason (audit, uncertain)",
+                        (_q(_rate("distillery_inference_oracle_requests_total", "filter, reason", sel),
+                            "{{filter}} {{reason}}"),),
+                        unit="ops",
+                    ),
+                    PanelSpec(
+                        "Models served by filter and stage",
+                        (_q("sum by (filter, stage) (distillery_inference_models_loaded{" + sel + "})",
+                            "{{filter}} {{stage}}"),),
+                        kind="stat",
+                    ),
+                    PanelSpec(
+                        "Model reloads by outcome",
+                        (_q("sum by (filter, outcome) (increase(distillery_inference_model_reloads_total{" + sel
+                            + "}[1h]))", "{{filter}} {{outcome}}"),),
+                    ),
+                ),
+            ),
+        ),
+    )
+
+
+def score_distributions() -> DashboardSpec:
+    sel = 'filter=~"$filter", dimension=~"$dimension"'
+    return DashboardSpec(
+        uid="distillery-score-distributions",
+        title="Distillery / Score distributions",
+        description="Calibrated score distribution per filter and dimension, and its drift.",
+        variables=(FILTER_VAR, DIMENSION_VAR),
+        rows=(
+            (
+                "Distributions",
+                (
+                    PanelSpec(
+                        "Dimension score histogram (share per band)",
+                        (_q("sum by (le) (increase(distillery_inference_score_bucket{" + sel + "}[$__rate_interval]))",
+                            "{{le}}"),),
+                        kind="heatmap",
+                        width=24,
+                    ),
+                    PanelSpec(
+                        "Dimension score median and p90",
+                        (
+                            _q(_quantile(0.5, "distillery_inference_score", "filter, dimension", sel),
+                               "{{filter}} {{dimension}} p50"),
+                            _q(_quantile(0.9, "distillery_inference_score", "filter, dimension", sel),
+                               "{{filter}} {{dimension}} p90"),
+                        ),
+                    ),
+                    PanelSpec(
+                        "Overall score median and p90",
+                        (
+                            _q(_quantile(0.5, "distillery_inference_overall_score", "filter", 'filter=~"$filter"'),
+                               "{{filter}} p50"),
+                            _q(_quantile(0.9, "distillery_inference_overall_score", "filter", 'filter=~"$filter"'),
+                               "{{filter}} p90"),
+                        ),
+                    ),
+                ),
+            ),
+            (
+                "Drift",
+                (
+                    PanelSpec(
+                        "Share of high scores (>= 7) now vs 7 days ago",
+                        (
+                            _q("distillery:inference_score_high:ratio_rate1h{" + sel + "}",
+                               "{{filter}} {{dimension}} now"),
+                            _q("distillery:inference_score_high:ratio_rate1h{" + sel + "} offset 7d",
+                               "{{filter}} {{dimension}} 7d ago"),
+                        ),
+                        unit="percentunit",
+                    ),
+                    PanelSpec(
+                        "Median shift vs the previous week",
+                        (_q("distillery:inference_score_median:1h{" + sel + "} - "
+                            "distillery:inference_score_median:1h{" + sel + "} offset 7d",
+                            "{{filter}} {{dimension}}"),),
+                    ),
+                ),
+            ),
+        ),
+    )
+
+
+def prefilter() -> DashboardSpec:
+    return DashboardSpec(
+        uid="distillery-prefilter",
+        title="Distillery / Prefilter",
+        description="Pass rate, block reasons, latency and measured false positive/negative rates.",
+        rows=(
+            (
+                "Decisions",
+                (
+                    PanelSpec(
+                        "Checks/s by method",
+                        (_q(_rate("distillery_prefilter_rpc_requests_total", "method"), "{{method}}"),),
+                        unit="reqps",
+                    ),
+                    PanelSpec(
+                        "Check latency p50 / p99",
+                        (
+                            _q(_quantile(0.5, "distillery_prefilter_rpc_seconds", "method"), "{{method}} p50"),
+                            _q(_quantile(0.99, "distillery_prefilter_rpc_seconds", "method"), "{{method}} p99"),
+                        ),
+                        unit="s",
+                    ),
+                ),
+            ),
+        ),
+    )
+
+
+def oracle_cost() -> DashboardSpec:
+    return DashboardSpec(
+        uid="distillery-oracle-cost",
+        title="Distillery / Oracle cost",
+        description="Oracle gateway calls and latency.",
+        rows=(
+            (
+                "Calls",
+                (
+                    PanelSpec(
+                        "Label calls/s by method and code",
+                        (_q(_rate("distillery_oracle_rpc_requests_total", "method, code"), "{{method}} {{code}}"),),
+                        unit="reqps",
+                    ),
+                    PanelSpec(
+                        "Label latency p50 / p99",
+                        (
+                            _q(_quantile(0.5, "distillery_oracle_rpc_seconds", "method"), "{{method}} p50"),
+                            _q(_quantile(0.99, "distillery_oracle_rpc_seconds", "method"), "{{method}} p99"),
+                        ),
+                        unit="s",
+                    ),
+                ),
+            ),
+        ),
+    )
+
+
+def all_dashboards() -> list[DashboardSpec]:
+    return [overview(), filter_quality(), score_distributions(), prefilter(), oracle_cost()]
+
+
+def _panel(spec: PanelSpec):
+    builder = {
+        "timeseries": timeseries.Panel,
+        "stat": stat.Panel,
+        "heatmap": heatmap.Panel,
+        "table": table.Panel,
+    }[spec.kind]()
+    builder = builder.title(spec.title).datasource(DATASOURCE).height(spec.height).span(spec.width)
+    if spec.description:
+        builder = builder.description(spec.description)
+    if spec.kind in ("timeseries", "stat", "table"):
+        builder = builder.unit(spec.unit)
+    for i, q in enumerate(spec.queries):
+        target = Dataquery().expr(q.expr).ref_id(chr(ord("A") + i)).datasource(DATASOURCE)
+        if q.legend:
+            target = target.legend_format(q.legend)
+        if spec.kind == "heatmap":
+            target = target.format(gm_format_heatmap())
+        builder = builder.with_target(target)
+    return builder
+
+
+def gm_format_heatmap():
+    from grafana_foundation_sdk.models.prometheus import PromQueryFormat
+
+    return PromQueryFormat.HEATMAP
+
+
+def to_grafana(spec: DashboardSpec) -> dict:
+    """Build the Grafana dashboard JSON model of ``spec``."""
+    builder = (
+        gd.Dashboard(spec.title)
+        .uid(spec.uid)
+        .description(spec.description)
+        .tags(list(spec.tags))
+        .refresh("30s")
+        .time("now-6h", "now")
+        .timezone("browser")
+        .editable()
+    )
+    for name, query in spec.variables:
+        builder = builder.with_variable(
+            gd.QueryVariable(name)
+            .label(name)
+            .query(query)
+            .datasource(DATASOURCE)
+            .multi(True)
+            .include_all(True)
+            .all_value(".*")
+            .refresh(gm.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        )
+    for row_title, panels in spec.rows:
+        builder = builder.with_row(gd.Row(row_title))
+        for panel in panels:
+            builder = builder.with_panel(_panel(panel))
+    return json.loads(JSONEncoder(sort_keys=True, indent=2).encode(builder.build()))
+
+
+def render_json(spec: DashboardSpec) -> str:
+    return json.dumps(to_grafana(spec), indent=2, sort_keys=True) + "\n"

@@ -1,0 +1,162 @@
+"""gRPC ScoringService: Score, ScoreBatch and the bidi ScoreStream, over the engine."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+
+import grpc
+
+from distillery.articles import InvalidArticleError, validate
+from distillery.rpc import handle_errors, item_error
+from distillery.v1 import common_pb2, scoring_pb2, scoring_pb2_grpc
+
+from services.inference.batcher import DeadlineExceededError
+from services.inference.engine import STAGE_CHEAP, STAGE_EXPENSIVE, STAGE_SINGLE, FilterResult, ScoringEngine
+
+logger = logging.getLogger(__name__)
+
+_STAGES = {
+    STAGE_SINGLE: scoring_pb2.STAGE_SINGLE,
+    STAGE_CHEAP: scoring_pb2.STAGE_CHEAP,
+    STAGE_EXPENSIVE: scoring_pb2.STAGE_EXPENSIVE,
+}
+
+
+def to_proto(result: FilterResult) -> scoring_pb2.ScoreResult:
+    dims = [
+        scoring_pb2.DimensionScore(name=n, raw=float(r), calibrated=float(c), lower=float(lo), upper=float(hi))
+        for n, r, c, lo, hi in zip(result.dimensions, result.raw.tolist(), result.calibrated.tolist(),
+                                   result.lower.tolist(), result.upper.tolist(), strict=True)
+    ]
+    return scoring_pb2.ScoreResult(
+        article_id=result.article_id,
+        filter=common_pb2.FilterRef(name=result.filter_name, version=result.filter_version),
+        dimensions=dims,
+        overall=result.overall,
+        tier=result.tier,
+        uncertain=result.uncertain,
+        model_version=result.model_version,
+        stage=_STAGES[result.stage],
+        timings=scoring_pb2.Timings(
+            queue_seconds=result.queue_seconds, preprocess_seconds=result.preprocess_seconds,
+            inference_seconds=result.inference_seconds, total_seconds=result.total_seconds,
+        ),
+        gatekeepers_applied=list(result.gatekeepers_applied),
+    )
+
+
+def _deadline(context) -> float | None:
+    remaining = context.time_remaining() if context is not None else None
+    # grpcio reports a huge number when the client set no deadline.
+    if remaining is None or remaining > 1e6:
+        return None
+    return time.monotonic() + remaining
+
+
+class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
+    def __init__(self, engine: ScoringEngine, max_text_bytes: int, max_request_articles: int):
+        self.engine = engine
+        self.max_text_bytes = max_text_bytes
+        self.max_request_articles = max_request_articles
+
+    def _score(self, articles, filters, context) -> list[scoring_pb2.ScoreResponse]:
+        slots = self.engine.resolve([(f.name, f.version) for f in filters])
+        try:
+            per_article = self.engine.score(articles, slots, _deadline(context))
+        except DeadlineExceededError as exc:
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc))
+        return [
+            scoring_pb2.ScoreResponse(article_id=a.id, results=[to_proto(r) for r in results])
+            for a, results in zip(articles, per_article, strict=True)
+        ]
+
+    @handle_errors
+    def Score(self, request, context):
+        article = validate(request.article, self.max_text_bytes)
+        return self._score([article], request.filters, context)[0]
+
+    @handle_errors
+    def ScoreBatch(self, request, context):
+        if not request.articles:
+            raise InvalidArticleError("articles is empty: send at least one article")
+        if len(request.articles) > self.max_request_articles:
+            raise InvalidArticleError(
+                f"{len(request.articles)} articles in one ScoreBatch, over the limit of "
+                f"{self.max_request_articles}; split the batch or use ScoreStream"
+            )
+        articles = []
+        for i, article in enumerate(request.articles):
+            try:
+                articles.append(validate(article, self.max_text_bytes))
+            except InvalidArticleError as exc:
+                raise InvalidArticleError(f"articles[{i}]: {exc}") from None
+        return scoring_pb2.ScoreBatchResponse(responses=self._score(articles, request.filters, context))
+
+    def ScoreStream(self, request_iterator, context):
+        """One response per request, in order; a bad item gets an ItemError and the stream goes on.
+
+        A reader thread drains the client's stream; each round scores every request that has arrived
+        (up to 64) together, so a busy stream shares forward passes and a one-at-a-time client is never
+        kept waiting for a window to fill.
+        """
+        inbox: queue.Queue = queue.Queue(maxsize=256)
+        done = object()
+
+        def read() -> None:
+            try:
+                for request in request_iterator:
+                    inbox.put(request)
+            except Exception:  # noqa: BLE001 - client cancelled or sent bytes that do not parse
+                pass
+            finally:
+                inbox.put(done)
+
+        threading.Thread(target=read, name="score-stream-reader", daemon=True).start()
+        finished = False
+        while not finished:
+            first = inbox.get()
+            if first is done:
+                break
+            window = [first]
+            while len(window) < 64:
+                try:
+                    item = inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if item is done:
+                    finished = True
+                    break
+                window.append(item)
+            yield from self._stream_window(window, context)
+
+    def _stream_window(self, requests, context):
+        # Group valid items with the same filter set so they are scored together.
+        outputs: list[scoring_pb2.ScoreStreamResponse | None] = [None] * len(requests)
+        groups: dict[tuple, list[int]] = {}
+        valid: dict[int, object] = {}
+        for i, request in enumerate(requests):
+            try:
+                valid[i] = validate(request.article, self.max_text_bytes)
+                key = tuple((f.name, f.version) for f in request.filters)
+                self.engine.resolve(list(key))
+                groups.setdefault(key, []).append(i)
+            except Exception as exc:  # noqa: BLE001 - each item's error is its own
+                outputs[i] = scoring_pb2.ScoreStreamResponse(error=item_error(exc))
+        for key, indices in groups.items():
+            try:
+                slots = self.engine.resolve(list(key))
+                arts = [valid[i] for i in indices]
+                per_article = self.engine.score(arts, slots, _deadline(context))
+                for i, article, results in zip(indices, arts, per_article, strict=True):
+                    outputs[i] = scoring_pb2.ScoreStreamResponse(response=scoring_pb2.ScoreResponse(
+                        article_id=article.id, results=[to_proto(r) for r in results]))
+            except DeadlineExceededError as exc:
+                context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc))
+            except Exception as exc:  # noqa: BLE001
+                err = item_error(exc)
+                for i in indices:
+                    outputs[i] = scoring_pb2.ScoreStreamResponse(error=err)
+        yield from outputs
