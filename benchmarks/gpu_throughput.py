@@ -157,6 +157,10 @@ def main(argv=None) -> int:
             result["notes"].append(f"torch.compile failed: {type(exc).__name__}: {exc}"[:300])
     if not args.no_vllm:
         try:
+            import importlib.util
+
+            if importlib.util.find_spec("vllm") is None:
+                raise RuntimeError("vllm is not installed (pip install 'llm-distillery[gpu]' on a CUDA machine)")
             sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
             from services.inference.backends.vllm_backend import VllmRegressor, vllm_available
 

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import difflib
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from distillery.filters.prompt import REQUIRED_PLACEHOLDERS
+from distillery.filters.prompt import CONTENT_CAPS, KNOWN_PLACEHOLDERS, REQUIRED_PLACEHOLDERS
 from distillery.filters.spec import FilterSpec
 
 SPEC_FILE = "filter.yaml"
 PROMPT_FILE = "prompt.md"
 _VERSION_DIR = re.compile(r"^v(\d+)$")
+_PLACEHOLDER = re.compile(r"\{\{\s*[A-Za-z_][A-Za-z0-9_]*\s*\}\}")
 
 
 class FilterSpecError(ValueError):
@@ -79,16 +82,88 @@ def load_filter(path: Path | str) -> FilterSpec:
     missing = [p for p in REQUIRED_PLACEHOLDERS if p not in template]
     if missing:
         raise FilterSpecError(prompt_path, [f"prompt template lacks the placeholder(s) {', '.join(missing)}"])
+    if "prompt_template" in data:
+        raise FilterSpecError(spec_path, ["prompt_template: unknown key (the prompt lives in prompt.md)"])
     try:
         spec = FilterSpec.model_validate({**data, "prompt_template": template})
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            msg = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{_format_loc(err['loc'], data)}: {msg}")
-        raise FilterSpecError(spec_path, problems) from None
+        raise FilterSpecError(spec_path, _problems(exc, data)) from None
+    _check_template(spec, prompt_path)
     _check_location(spec, spec_path)
     return spec
+
+
+def _problems(exc: ValidationError, data: dict) -> list[str]:
+    """One line per problem, each starting with the field path, with a hint for misspelt keys."""
+    problems: list[str] = []
+    errors = exc.errors()
+    # A misspelt required key shows up twice (unknown "wieght", missing "weight"): report only the typo.
+    misspelt = set()
+    for err in errors:
+        if err["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(str(err["loc"][-1]), _allowed_keys(err["loc"][:-1]), n=1)
+            if close:
+                misspelt.add((*err["loc"][:-1], close[0]))
+    for err in errors:
+        if err["type"] == "missing" and tuple(err["loc"]) in misspelt:
+            continue
+        msg = err["msg"].removeprefix("Value error, ")
+        if not err["loc"]:
+            # Cross-field checks already name their fields, one problem per line.
+            problems += [line for line in msg.splitlines() if line]
+            continue
+        where = _format_loc(err["loc"], data)
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_keys(err["loc"][:-1])
+            close = difflib.get_close_matches(str(err["loc"][-1]), allowed, n=1)
+            msg = "unknown key" + (f"; did you mean {close[0]!r}?" if close else "")
+            if allowed:
+                msg += f" (allowed: {', '.join(allowed)})"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        problems.append(f"{where}: {msg}")
+    return problems
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    """The field names of the model found at ``loc`` inside a FilterSpec (empty if it is not a model)."""
+    model: type[BaseModel] | None = FilterSpec
+    for item in loc:
+        if model is None:
+            return []
+        if isinstance(item, int):
+            continue
+        field_info = model.model_fields.get(str(item))
+        model = _model_of(field_info.annotation) if field_info else None
+    if model is None:
+        return []
+    return [name for name in model.model_fields if name != "prompt_template"]
+
+
+def _model_of(annotation: object) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):  # list[Dimension], Truncation | None, ...
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _check_template(spec: FilterSpec, prompt_path: Path) -> None:
+    """Every placeholder in prompt.md must be known, and content caps must have a place to go."""
+    problems = []
+    unknown = sorted(set(_PLACEHOLDER.findall(spec.prompt_template)) - set(KNOWN_PLACEHOLDERS))
+    if unknown:
+        problems.append(
+            f"unknown placeholder(s) {', '.join(unknown)}; known: {', '.join(KNOWN_PLACEHOLDERS)}"
+        )
+    if spec.content_caps and CONTENT_CAPS not in spec.prompt_template:
+        problems.append(
+            f"the spec has content_caps but the template lacks {CONTENT_CAPS}: the oracle would never see them"
+        )
+    if problems:
+        raise FilterSpecError(prompt_path, problems)
 
 
 def _check_location(spec: FilterSpec, spec_path: Path) -> None:
@@ -157,3 +232,43 @@ class FilterCatalog:
 
     def latest(self) -> list[FilterSpec]:
         return [self.get(n) for n in self.names()]
+
+
+def find_packages(root: Path | str) -> tuple[list[Path], list[FilterSpecError]]:
+    """Package folders under ``root`` (``<name>/v<N>/``), plus errors for filter.yaml files found elsewhere."""
+    root = Path(root)
+    packages: list[Path] = []
+    misplaced: list[FilterSpecError] = []
+    for spec_path in sorted(root.rglob(SPEC_FILE)):
+        rel = spec_path.parent.relative_to(root).parts
+        # <root>/<name>/v<N>/ (a filters folder) or <root>/v<N>/ (one filter's folder of versions)
+        if (len(rel) == 2 and _VERSION_DIR.match(rel[1])) or (len(rel) == 1 and _VERSION_DIR.match(rel[0])):
+            packages.append(spec_path.parent)
+        else:
+            where = "/".join(rel) or "."
+            problem = (f"a package must live at <filters>/<name>/v<N>/{SPEC_FILE}; this one is at "
+                       f"{where}/{SPEC_FILE}, so it would never be loaded")
+            misplaced.append(FilterSpecError(spec_path, [problem]))
+    return packages, misplaced
+
+
+def validate_path(path: Path | str) -> tuple[list[FilterSpec], list[FilterSpecError]]:
+    """Validate a package folder, a filter.yaml, or a whole filters folder; return the good specs and every error.
+
+    Unlike :meth:`FilterCatalog.load`, which stops at the first bad package, this reports all of them.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FilterSpecError(path, ["no such file or folder"])
+    if path.is_file() or (path / SPEC_FILE).is_file():
+        return [load_filter(path)], []
+    packages, errors = find_packages(path)
+    if not packages and not errors:
+        raise FilterSpecError(path, [f"no filter packages found (expected <name>/v<N>/{SPEC_FILE} below it)"])
+    specs: list[FilterSpec] = []
+    for package in packages:
+        try:
+            specs.append(load_filter(package))
+        except FilterSpecError as exc:
+            errors.append(exc)
+    return specs, errors

@@ -36,12 +36,12 @@ class _Strict(BaseModel):
 class Dimension(_Strict):
     """One 0-10 dimension the oracle scores and the students predict."""
 
-    name: str
+    name: str = Field(description="Identifier: lower-case letters, digits and underscores (never hyphens).")
     weight: float = Field(gt=0, le=1, description="Share of the overall score; all weights sum to 1.")
     description: str = Field(min_length=1, description="One-line definition shown to the oracle.")
     scale: dict[str, str] = Field(description="What each band 0-2/3-4/5-6/7-8/9-10 means.")
     critical_rules: list[str] = Field(default_factory=list, description='"Score 0-2 if ..." rules.')
-    evidence_focus: str = ""
+    evidence_focus: str = Field(default="", description="What in the article counts as evidence (shown to the oracle).")
 
     @field_validator("name")
     @classmethod
@@ -65,11 +65,11 @@ class Dimension(_Strict):
 class Gatekeeper(_Strict):
     """If ``dimension`` is below ``threshold``, the overall score is capped at ``max_overall``."""
 
-    name: str
-    dimension: str
-    threshold: float = Field(ge=0, le=10)
-    max_overall: float = Field(ge=0, le=10)
-    reason: str = ""
+    name: str = Field(description="Identifier (underscores only); reported when the cap lowers a score.")
+    dimension: str = Field(description="The dimension it watches; must be one of `dimensions`.")
+    threshold: float = Field(ge=0, le=10, description="The cap applies when the dimension is below this.")
+    max_overall: float = Field(ge=0, le=10, description="The overall score is capped at this value.")
+    reason: str = Field(default="", description="Why the cap exists (documentation).")
 
     @field_validator("name")
     @classmethod
@@ -80,10 +80,12 @@ class Gatekeeper(_Strict):
 class ContentCap(_Strict):
     """A content type whose overall score the oracle caps (e.g. corporate finance <= 2), with exceptions."""
 
-    name: str
-    max_score: float = Field(ge=0, le=10)
-    triggers: list[str] = Field(default_factory=list, min_length=1)
-    exceptions: list[str] = Field(default_factory=list)
+    name: str = Field(description="Identifier (underscores only).")
+    max_score: float = Field(ge=0, le=10, description="No dimension may exceed this when the cap applies.")
+    triggers: list[str] = Field(
+        default_factory=list, min_length=1, description="What makes an article this content type (for the oracle)."
+    )
+    exceptions: list[str] = Field(default_factory=list, description="Named cases the cap does not apply to.")
 
     @field_validator("name")
     @classmethod
@@ -94,9 +96,9 @@ class ContentCap(_Strict):
 class Tier(_Strict):
     """A named band of the overall score: the highest tier whose ``min_overall`` is reached wins."""
 
-    name: str
-    min_overall: float = Field(ge=0, le=10)
-    description: str = ""
+    name: str = Field(description="Identifier (underscores only).")
+    min_overall: float = Field(ge=0, le=10, description="Lowest overall score in this tier; one tier must have 0.")
+    description: str = Field(default="", description="What the tier means to a reader.")
 
     @field_validator("name")
     @classmethod
@@ -107,7 +109,7 @@ class Tier(_Strict):
 class ExclusionCategory(_Strict):
     """Block an article when these keywords/patterns match, unless an exception or enough positives match."""
 
-    name: str
+    name: str = Field(description="Identifier (underscores only); the block reason is `excluded:<name>`.")
     keywords: list[str] = Field(default_factory=list, description="Whole-word, case-insensitive keywords.")
     patterns: list[str] = Field(default_factory=list, description="Regular expressions (Python syntax).")
     case_sensitive_patterns: list[str] = Field(
@@ -144,15 +146,21 @@ class ExclusionCategory(_Strict):
 class PrefilterRules(_Strict):
     """Cheap declarative rules evaluated before any model or oracle call."""
 
-    enabled: bool = True
+    enabled: bool = Field(default=True, description="false: every article passes this filter's prefilter.")
     min_length: int = Field(default=300, ge=0, description="Minimum characters of text.")
     max_length: int = Field(default=1_000_000, gt=0, description="Maximum characters of text.")
     scan_chars: int = Field(default=2000, gt=0, description="Scan title + the first N characters of text.")
     languages: list[str] = Field(default_factory=list, description="Allowed ISO 639-1 codes; empty: any.")
-    blocked_domains: list[str] = Field(default_factory=list)
+    blocked_domains: list[str] = Field(
+        default_factory=list, description="Block these hosts and their subdomains (`host` or `host/path`)."
+    )
     allowed_domains: list[str] = Field(default_factory=list, description="Always pass (checked first).")
-    blocked_source_types: list[str] = Field(default_factory=list)
-    exclusions: list[ExclusionCategory] = Field(default_factory=list)
+    blocked_source_types: list[str] = Field(
+        default_factory=list, description="Block these source types (e.g. code_repo, firehose_aggregator)."
+    )
+    exclusions: list[ExclusionCategory] = Field(
+        default_factory=list, description="Exclusion categories, each with its own exceptions and thresholds."
+    )
     positive_patterns: list[str] = Field(
         default_factory=list, description="Keywords/regexes that count towards rescue thresholds."
     )
@@ -187,9 +195,9 @@ class PrefilterRules(_Strict):
 class Truncation(_Strict):
     """Head + tail truncation: long texts keep their beginning and end (conclusions live there)."""
 
-    head_tokens: int = Field(default=256, ge=0)
-    tail_tokens: int = Field(default=256, ge=0)
-    separator: str = " [...] "
+    head_tokens: int = Field(default=256, ge=0, description="Tokens kept from the beginning.")
+    tail_tokens: int = Field(default=256, ge=0, description="Tokens kept from the end.")
+    separator: str = Field(default=" [...] ", description="Text placed between head and tail.")
 
     @property
     def max_tokens(self) -> int:
@@ -200,18 +208,20 @@ class OracleSettings(_Strict):
     """Which oracle labels this filter by default, and how."""
 
     default: str = Field(default="synthetic", description="Oracle name from the gateway config.")
-    temperature: float = Field(default=0.0, ge=0, le=2)
-    max_output_tokens: int = Field(default=1024, gt=0)
+    temperature: float = Field(default=0.0, ge=0, le=2, description="Sampling temperature (0: most repeatable).")
+    max_output_tokens: int = Field(default=1024, gt=0, description="Cap on the oracle's answer length.")
     max_article_chars: int = Field(default=8000, gt=0, description="Head+tail cut of the article in the prompt.")
 
 
 class StudentSettings(_Strict):
     """Default student for this filter and its serving thresholds."""
 
-    kind: Literal["lexical", "probe", "finetune", "multi", "ensemble"] = "probe"
+    kind: Literal["lexical", "probe", "finetune", "multi", "ensemble"] = Field(
+        default="probe", description="Default student kind trained for this filter."
+    )
     encoder: str = Field(default="all-MiniLM-L6-v2", description="Encoder for probe students.")
     base_model: str = Field(default="Qwen/Qwen2.5-0.5B", description="Backbone for finetune students.")
-    truncation: Truncation = Field(default_factory=Truncation)
+    truncation: Truncation = Field(default_factory=Truncation, description="Head + tail cut of long texts.")
     uncertain_interval_width: float = Field(
         default=4.0, gt=0, description="Flag a prediction uncertain when an interval is wider than this."
     )
@@ -224,18 +234,20 @@ class StudentSettings(_Strict):
 class FilterSpec(_Strict):
     """A whole filter package: spec plus (after loading) its oracle prompt template."""
 
-    name: str
-    version: int = Field(ge=1)
-    description: str = Field(min_length=1)
+    name: str = Field(description="Filter name; must equal the package's folder name (underscores only).")
+    version: int = Field(ge=1, description="Integer version; must equal the package's v<N> folder.")
+    description: str = Field(min_length=1, description="One or two sentences: what the filter looks for.")
     role: str = Field(default="", description="The oracle's role line (e.g. 'You are an impact analyst').")
     scope: str = Field(default="", description="What is in scope; out-of-scope articles score 0-2 everywhere.")
-    dimensions: list[Dimension] = Field(min_length=1)
-    gatekeepers: list[Gatekeeper] = Field(default_factory=list)
-    content_caps: list[ContentCap] = Field(default_factory=list)
-    tiers: list[Tier] = Field(min_length=1)
-    prefilter: PrefilterRules = Field(default_factory=PrefilterRules)
-    oracle: OracleSettings = Field(default_factory=OracleSettings)
-    student: StudentSettings = Field(default_factory=StudentSettings)
+    dimensions: list[Dimension] = Field(min_length=1, description="The scored dimensions; weights sum to 1.")
+    gatekeepers: list[Gatekeeper] = Field(default_factory=list, description="Caps on the overall score.")
+    content_caps: list[ContentCap] = Field(
+        default_factory=list, description="Content-type caps the oracle applies (rendered into the prompt)."
+    )
+    tiers: list[Tier] = Field(min_length=1, description="Named bands of the overall score (presentation only).")
+    prefilter: PrefilterRules = Field(default_factory=PrefilterRules, description="Cheap rules run before any model.")
+    oracle: OracleSettings = Field(default_factory=OracleSettings, description="How the oracle labels this filter.")
+    student: StudentSettings = Field(default_factory=StudentSettings, description="Student defaults and serving.")
     # Filled by the loader from prompt.md, never written in filter.yaml.
     prompt_template: str = Field(default="", exclude=True)
 
@@ -246,24 +258,39 @@ class FilterSpec(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> FilterSpec:
+        # Cross-field checks. Each problem starts with the field path it is about, one problem per line, so
+        # the loader can report them all at once ("gatekeepers[0] (x).dimension: ...").
+        problems: list[str] = []
         names = [d.name for d in self.dimensions]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"duplicate dimensions: {dupes}")
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                problems.append(f"dimensions[{i}] ({name}).name: duplicate dimension {name!r}")
         total = sum(d.weight for d in self.dimensions)
         if not math.isclose(total, 1.0, abs_tol=1e-6):
             listing = ", ".join(f"{d.name}={d.weight:g}" for d in self.dimensions)
-            raise ValueError(f"dimension weights must sum to 1.0, they sum to {total:.4f} ({listing})")
-        for g in self.gatekeepers:
+            problems.append(f"dimensions.weight: dimension weights must sum to 1.0, they sum to {total:.4f} ({listing})")
+        for kind, items in (("gatekeepers", self.gatekeepers), ("content_caps", self.content_caps),
+                            ("tiers", self.tiers)):
+            seen: list[str] = []
+            for i, item in enumerate(items):
+                if item.name in seen:
+                    problems.append(f"{kind}[{i}] ({item.name}).name: duplicate name {item.name!r}")
+                seen.append(item.name)
+        for i, g in enumerate(self.gatekeepers):
             if g.dimension not in names:
-                raise ValueError(
-                    f"gatekeeper {g.name!r} refers to unknown dimension {g.dimension!r}; known: {', '.join(names)}"
+                problems.append(
+                    f"gatekeepers[{i}] ({g.name}).dimension: refers to unknown dimension {g.dimension!r}; "
+                    f"known: {', '.join(names)}"
                 )
-        tier_names = [t.name for t in self.tiers]
-        if len(set(tier_names)) != len(tier_names):
-            raise ValueError(f"duplicate tier names: {tier_names}")
-        if min(t.min_overall for t in self.tiers) != 0:
-            raise ValueError("the lowest tier must have min_overall: 0 so that every score has a tier")
+        thresholds: list[float] = []
+        for i, t in enumerate(self.tiers):
+            if t.min_overall in thresholds:
+                problems.append(f"tiers[{i}] ({t.name}).min_overall: {t.min_overall:g} is used by another tier")
+            thresholds.append(t.min_overall)
+        if self.tiers and min(t.min_overall for t in self.tiers) != 0:
+            problems.append("tiers: the lowest tier must have min_overall: 0 so that every score has a tier")
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
     # -- derived views -------------------------------------------------------------------------------

@@ -70,7 +70,11 @@ class Encoder:
         from transformers import AutoModel, AutoTokenizer
 
         path = resolve_encoder(self.name)
-        self._tokenizer = AutoTokenizer.from_pretrained(path)
+        self._tokenizer = tok = AutoTokenizer.from_pretrained(path)
+        first = tok.cls_token_id if tok.cls_token_id is not None else tok.bos_token_id
+        last = tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id
+        self._prefix = [first] if first is not None else []
+        self._suffix = [last] if last is not None else []
         model = AutoModel.from_pretrained(path)
         device = self._device or ("cuda" if torch.cuda.is_available() else "cpu")
         self._device = device
@@ -97,7 +101,7 @@ class Encoder:
             ids = self._tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"]
             if len(ids) > budget:
                 ids = ids[: self.head_tokens] + (ids[len(ids) - self.tail_tokens:] if self.tail_tokens else [])
-            out.append(self._tokenizer.build_inputs_with_special_tokens(ids))
+            out.append(self._prefix + ids + self._suffix)
         return out
 
     def _embed(self, texts: Sequence[str], progress: Callable[[int, int], None] | None = None) -> np.ndarray:

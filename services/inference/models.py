@@ -81,5 +81,7 @@ def estimate_tokens(text: str, max_tokens: int) -> int:
 
 
 def student_text(title: str, text: str) -> str:
-    """The text a student sees: the headline, a blank line, the body (the trainer uses the same)."""
-    return f"{title}\n\n{text}" if title else text
+    """The text a student sees: exactly what the trainer composes (one implementation)."""
+    from distillery.students.manifest import compose_text
+
+    return compose_text(title, text)

@@ -18,7 +18,7 @@ except ImportError:  # pragma: no cover - Python 3.10
     import sre_constants as _c  # type: ignore[no-redef]
     import sre_parse as _p  # type: ignore[no-redef]
 
-MIN_LITERAL = 3
+MIN_LITERAL = 2
 
 
 def _score(lits: frozenset[str] | None) -> int:
@@ -72,3 +72,97 @@ def required_literals(pattern: str, flags: int = 0) -> frozenset[str] | None:
     if not found or _score(found) < MIN_LITERAL:
         return None
     return frozenset(x.casefold() for x in found)
+
+
+_BOUNDARY = "\x01"
+MAX_EXPANSIONS = 64
+_SMALL_REPEAT = 3
+
+
+def _expand(items, limit: int) -> list[str] | None:
+    out = [""]
+    for op, av in items:
+        if op is _c.LITERAL:
+            options = [chr(av)]
+        elif op is _c.IN:
+            options = []
+            for kind, value in av:
+                if kind is _c.LITERAL:
+                    options.append(chr(value))
+                elif kind is _c.RANGE and value[1] - value[0] < 4:
+                    options.extend(chr(x) for x in range(value[0], value[1] + 1))
+                else:
+                    return None
+        elif op is _c.SUBPATTERN:
+            if av[1] or av[2]:
+                return None  # local flag changes: leave to the regex engine
+            options = _expand(av[-1], limit)
+        elif op is _c.BRANCH:
+            options = []
+            for branch in av[1]:
+                sub = _expand(branch, limit)
+                if sub is None:
+                    return None
+                options.extend(sub)
+        elif op in (_c.MAX_REPEAT, _c.MIN_REPEAT):
+            low, high, sub_items = av
+            if high > _SMALL_REPEAT:
+                return None
+            sub = _expand(sub_items, limit)
+            if sub is None:
+                return None
+            options = []
+            for k in range(low, high + 1):
+                combos = [""]
+                for _ in range(k):
+                    combos = [c + s for c in combos for s in sub]
+                options.extend(combos)
+        elif op is _c.AT and av is _c.AT_BOUNDARY:
+            options = [_BOUNDARY]
+        else:
+            return None
+        if options is None:
+            return None
+        out = [a + b for a in out for b in options]
+        if len(out) > limit:
+            return None
+    return out
+
+
+def expand_literals(pattern: str, flags: int = 0, limit: int = MAX_EXPANSIONS):
+    """The finite set of strings a simple pattern matches, as ``(literal, left_boundary, right_boundary)``.
+
+    Handles literals, alternations, groups, small character classes and small repeats (``s?``), with
+    ``\\b`` allowed only at the ends. Returns None for anything else (``\\d+``, ``.{0,40}``, anchors ...),
+    which then stays a regex. Literals come back case-folded (they are matched on the folded window).
+    """
+    try:
+        parsed = _p.parse(pattern, flags)
+    except re.error:
+        return None
+    if parsed.state.flags & re.VERBOSE:
+        return None
+    strings = _expand(list(parsed), limit)
+    if not strings:
+        return None
+    result = set()
+    for s in strings:
+        lb = s.startswith(_BOUNDARY)
+        rb = s.endswith(_BOUNDARY)
+        core = s.strip(_BOUNDARY)
+        if not core or _BOUNDARY in core:
+            return None
+        # \b next to a non-word character means something else: keep such patterns as regexes.
+        if (lb and not (core[0].isalnum() or core[0] == "_")) or (rb and not (core[-1].isalnum() or core[-1] == "_")):
+            return None
+        result.add((core.casefold(), lb, rb))
+    return sorted(result)
+
+
+def starts_with_boundary(pattern: str, flags: int = 0) -> bool:
+    """True when the whole pattern starts with ``\\b`` (not only one branch of a top-level alternation)."""
+    try:
+        parsed = list(_p.parse(pattern, flags))
+    except re.error:
+        return False
+    return len(parsed) > 1 and parsed[0] == (_c.AT, _c.AT_BOUNDARY)

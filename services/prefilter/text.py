@@ -26,6 +26,11 @@ _INVISIBLE = (
     + list(range(0x2060, 0x2070))
 )
 _DROP_INVISIBLE = {cp: None for cp in _INVISIBLE}
+_INVISIBLE_RE = re.compile("[" + "".join(chr(cp) for cp in _INVISIBLE) + "]")
+_ASCII_SPACES = {cp: " " for cp in (9, 10, 11, 12, 13, 28, 29, 30, 31)}
+# Whitespace that NFKC does not turn into a plain space (NEL, line and paragraph separators).
+_OTHER_SPACES_UTF8 = ("\x85".encode(), "\u2028".encode(), "\u2029".encode())
+_BYTE_SPACES = bytes(32 if b in (9, 10, 11, 12, 13, 28, 29, 30, 31) else b for b in range(256))
 _SURROGATES = re.compile("[\ud800-\udfff]")
 _SCRIPT_STYLE = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
 _COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
@@ -49,13 +54,33 @@ def strip_html(text: str) -> str:
 def clean(text: str) -> str:
     """HTML/entity removal, lone surrogates dropped, NFKC, invisible characters removed, whitespace collapsed.
 
-    ASCII text (the common case) skips the Unicode steps, which keeps the engine's per-article cost low.
+    Every step has a fast path for the common case (checks that run in C over the bytes and skip the
+    work when nothing needs doing), which keeps the engine's per-article cost low.
     """
     text = strip_html(text)
-    if not text.isascii():
+    if text.isascii():
+        # str.translate is a table lookup for ASCII: control whitespace to spaces, then collapse runs.
+        text = text.translate(_ASCII_SPACES)
+        while "  " in text:
+            text = text.replace("  ", " ")
+        return text.strip()
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates (e.g. from JSON escapes): drop them
         text = _SURROGATES.sub("", text)
-        text = unicodedata.normalize("NFKC", text).translate(_DROP_INVISIBLE)
-    return " ".join(text.split())
+        data = text.encode("utf-8")
+    if not unicodedata.is_normalized("NFKC", text):
+        text = unicodedata.normalize("NFKC", text)
+        data = text.encode("utf-8")
+    if _INVISIBLE_RE.search(text):
+        text = _INVISIBLE_RE.sub("", text)
+        data = text.encode("utf-8")
+    if any(seq in data for seq in _OTHER_SPACES_UTF8):
+        return " ".join(text.split())
+    data = data.translate(_BYTE_SPACES)
+    while b"  " in data:
+        data = data.replace(b"  ", b" ")
+    return data.strip().decode("utf-8")
 
 
 def normalise_term(term: str) -> str:
@@ -76,7 +101,9 @@ class Window:
 
 def make_window(title: str, body: str, scan_chars: int) -> Window:
     """Title + the first ``scan_chars`` characters of the cleaned body; reads at most a bounded raw prefix."""
-    raw_limit = scan_chars * RAW_FACTOR + RAW_SLACK
+    raw_limit = scan_chars + RAW_SLACK
+    if "<" in body[:raw_limit] or "&" in body[:raw_limit]:
+        raw_limit = scan_chars * RAW_FACTOR + RAW_SLACK  # room for markup that cleaning removes
     whole = len(body) <= raw_limit
     cleaned_body = clean(body if whole else body[:raw_limit])
     cleaned_title = clean(title[:raw_limit])

@@ -1,0 +1,194 @@
+"""The Kafka stage every service runs: consume -> process -> produce -> flush -> commit, at least once.
+
+A subclass implements :meth:`Stage.process` (one consumed record -> the messages to produce). The base
+class owns delivery: the output of a batch is produced by an idempotent producer (acks=all) and the
+input offsets are committed only after every output was acknowledged; if producing fails, nothing is
+committed and the batch is consumed again (so ``process`` must be idempotent by key). A record whose
+``process`` raises is a poison message: it goes to ``<topic>.dlq`` with the error and its origin, and
+the stage carries on. :meth:`stop` finishes the batch in hand, commits it and closes the clients.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
+
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from distillery.bus.clients import ensure_topics, make_consumer, make_producer
+from distillery.bus.dlq import OutMessage, dead_letter
+from distillery.bus.metrics import stage_metrics
+from distillery.bus.topics import dlq
+
+logger = logging.getLogger(__name__)
+
+
+class Stage(abc.ABC):
+    """Base class of the Kafka stages (prefilter, oracle gateway, inference ...)."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        bootstrap: str,
+        group_id: str,
+        input_topics: Sequence[str],
+        output_topics: Sequence[str] = (),
+        max_records: int = 500,
+        poll_timeout_ms: int = 200,
+        create_topics: bool = True,
+        send_timeout_s: float = 30.0,
+        retry_backoff_s: float = 1.0,
+        consumer_config: dict | None = None,
+        producer_config: dict | None = None,
+    ):
+        self.service = service
+        self.bootstrap = bootstrap
+        self.group_id = group_id
+        self.input_topics = list(input_topics)
+        self.output_topics = list(output_topics)
+        self.max_records = max_records
+        self.poll_timeout_ms = poll_timeout_ms
+        self.create_topics = create_topics
+        self.send_timeout_s = send_timeout_s
+        self.retry_backoff_s = retry_backoff_s
+        self._consumer_config = consumer_config or {}
+        self._producer_config = producer_config or {}
+        self.metrics = stage_metrics(service)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._consumer = None
+        self._producer = None
+        self.error: BaseException | None = None
+
+    # -- to implement --------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def process(self, record) -> Iterable[OutMessage]:
+        """Turn one consumed record into the messages to produce; raise to dead-letter the record."""
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    def open(self) -> None:
+        """Create topics (when asked) and the clients; called by :meth:`start` or :meth:`run`."""
+        if self._consumer is not None:
+            return
+        if self.create_topics:
+            ensure_topics(self.bootstrap, [*self.input_topics, *self.output_topics,
+                                           *(dlq(t) for t in self.input_topics)])
+        client_id = f"distillery-{self.service}"
+        self._producer = make_producer(self.bootstrap, client_id=client_id, **self._producer_config)
+        self._consumer = make_consumer(self.bootstrap, self.group_id, self.input_topics, client_id=client_id,
+                                       **self._consumer_config)
+
+    def start(self) -> Stage:
+        """Open the clients here (errors surface to the caller), then run the loop in a thread."""
+        self.open()
+        self._thread = threading.Thread(target=self._run_guarded, name=f"{self.service}-stage", daemon=True)
+        self._thread.start()
+        logger.info("stage started", extra={"fields": {"group": self.group_id, "topics": self.input_topics}})
+        return self
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Finish the batch in hand (produce + commit), then close the clients."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        else:
+            self.close()
+
+    def close(self) -> None:
+        consumer, producer = self._consumer, self._producer
+        self._consumer = self._producer = None
+        if producer is not None:
+            try:
+                producer.flush(timeout=self.send_timeout_s)
+            finally:
+                producer.close(timeout=5)
+        if consumer is not None:
+            consumer.close(autocommit=False)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run_guarded(self) -> None:
+        try:
+            self.run()
+        except BaseException as exc:  # noqa: BLE001 - logged and kept for the owner to inspect
+            self.error = exc
+            logger.exception("stage stopped by an error")
+
+    def run(self) -> None:
+        """The loop (blocking) until :meth:`stop`."""
+        self.open()
+        try:
+            while not self._stop.is_set():
+                self.run_once()
+        finally:
+            self.close()
+
+    # -- one batch -----------------------------------------------------------------------------------
+    def run_once(self) -> int:
+        """Poll one batch and deliver it; returns the number of records consumed."""
+        consumer, producer = self._consumer, self._producer
+        batch = consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.max_records)
+        if not batch:
+            self._update_lag()
+            return 0
+        started = time.perf_counter()
+        futures = []
+        first: dict[TopicPartition, int] = {}
+        commit: dict[TopicPartition, OffsetAndMetadata] = {}
+        n = 0
+        for tp, records in batch.items():
+            for record in records:
+                n += 1
+                first.setdefault(tp, record.offset)
+                self.metrics.consumed.labels(record.topic).inc()
+                try:
+                    out = list(self.process(record))
+                except Exception as exc:  # noqa: BLE001 - a poison message never stops the stage
+                    logger.warning(
+                        "dead-lettering a message",
+                        extra={"fields": {"topic": record.topic, "partition": record.partition,
+                                          "offset": record.offset, "error": str(exc)[:300]}},
+                    )
+                    self.metrics.dead_letters.labels(record.topic).inc()
+                    out = [dead_letter(record, exc)]
+                for message in out:
+                    futures.append(producer.send(message.topic, key=message.key, value=message.value,
+                                                 headers=message.headers))
+                    self.metrics.produced.labels(message.topic).inc()
+                commit[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
+        try:
+            producer.flush(timeout=self.send_timeout_s)
+            for future in futures:
+                future.get(timeout=self.send_timeout_s)
+        except Exception as exc:  # noqa: BLE001 - not acknowledged: consume the batch again
+            self.metrics.produce_failures.inc()
+            logger.error("output not acknowledged; the batch will be consumed again",
+                         extra={"fields": {"error": str(exc)[:300]}})
+            for tp, offset in first.items():
+                consumer.seek(tp, offset)
+            self._stop.wait(self.retry_backoff_s)
+            return n
+        consumer.commit(commit)
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        self._update_lag()
+        return n
+
+    def _update_lag(self) -> None:
+        consumer = self._consumer
+        try:
+            for tp in consumer.assignment():
+                high = consumer.highwater(tp)
+                if high is None:
+                    continue
+                position = consumer.position(tp, timeout_ms=100)
+                if position is not None:
+                    self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - position))
+        except Exception:  # noqa: BLE001 - lag is best effort; never fail the loop for it
+            logger.debug("lag update failed", exc_info=True)

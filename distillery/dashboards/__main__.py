@@ -1,0 +1,7 @@
+"""``python -m distillery.dashboards generate|check``."""
+
+import sys
+
+from distillery.dashboards.generate import main
+
+sys.exit(main())

@@ -1,0 +1,87 @@
+"""``python -m services.inference``: the scoring service (gRPC; Kafka stage when a bootstrap is set)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from distillery.rpc import ServiceBinding
+from distillery.rpc.main import Service, common_parser, service_main
+from distillery.v1 import scoring_pb2_grpc
+
+from services.inference.config import InferenceSettings
+
+logger = logging.getLogger(__name__)
+
+
+def build(settings: InferenceSettings, catalog) -> Service:
+    from services.inference.engine import BatchLimits, ScoringEngine
+    from services.inference.registry_source import RegistrySource
+    from services.inference.reload import RegistryWatcher
+    from services.inference.servicer import ScoringServicer
+
+    if settings.backend == "vllm":
+        from services.inference.backends.vllm_backend import vllm_available
+
+        ok, why = vllm_available()
+        if not ok:
+            raise ValueError(f"backend vllm cannot run here: {why}; choose --backend torch or onnx")
+    source = RegistrySource(
+        settings.resolved_registry_dir(), backend=settings.backend, device=settings.device,
+        quantize=settings.onnx_quantize, onnx_dir=settings.resolved_onnx_dir(),
+        max_batch_tokens=settings.max_batch_tokens, threads=settings.cpu_threads, cascade=settings.cascade,
+    )
+    limits = BatchLimits(settings.max_batch_size, settings.max_batch_tokens, settings.max_wait_ms / 1000.0,
+                         settings.max_queue)
+    engine = ScoringEngine(catalog.latest(), source, limits, cascade=settings.cascade)
+    loaded = engine.refresh()
+    logger.info("models loaded at start", extra={"fields": {"served": engine.served(), "swaps": len(loaded)}})
+    watcher = RegistryWatcher(engine, settings.reload_poll_seconds)
+    servicer = ScoringServicer(engine, settings.max_text_bytes, settings.max_request_articles)
+    stage_holder: list = []
+
+    def on_start(_server) -> None:
+        watcher.start()
+        if settings.kafka_bootstrap:
+            from services.inference.stage import InferenceStage
+
+            stage = InferenceStage(settings, engine, on_model_event=lambda _f: watcher.trigger())
+            stage.start()
+            stage_holder.append(stage)
+
+    def on_stop() -> None:
+        for stage in stage_holder:
+            stage.stop()
+        watcher.stop()
+        engine.close()
+
+    return Service(
+        [ServiceBinding(scoring_pb2_grpc.add_ScoringServiceServicer_to_server, servicer,
+                        "distillery.v1.ScoringService")],
+        on_start=on_start, on_stop=on_stop,
+    )
+
+
+def parser():
+    p = common_parser("inference", "Run the inference (scoring) service")
+    p.add_argument("--registry-dir", help="model registry root (default <state-dir>/registry)")
+    p.add_argument("--backend", choices=["torch", "onnx", "vllm"], help="encoder runtime")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--onnx-quantize", action="store_true", default=None, help="int8 dynamic quantisation")
+    p.add_argument("--max-batch-size", type=int, help="most articles per forward pass")
+    p.add_argument("--max-batch-tokens", type=int, help="most tokens per forward pass")
+    p.add_argument("--max-wait-ms", type=float, help="how long a batch waits to fill")
+    p.add_argument("--max-queue", type=int, help="queued articles per model before RESOURCE_EXHAUSTED")
+    p.add_argument("--reload-poll-seconds", type=float, help="registry poll interval (0: off)")
+    p.add_argument("--kafka-bootstrap", help="Kafka bootstrap servers (enables the stage)")
+    p.add_argument("--workers", type=int, help="gRPC handler threads")
+    p.add_argument("--cpu-threads", type=int, help="intra-op threads of torch / ONNX Runtime")
+    return p
+
+
+def main(argv=None) -> int:
+    return service_main("inference", InferenceSettings, build, argv, parser=parser())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

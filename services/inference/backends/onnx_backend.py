@@ -1,0 +1,106 @@
+"""``onnx`` backend: the encoder (with pooling and normalisation in the graph) exported once to ONNX and run
+with ONNX Runtime on CPU; optional dynamic int8 quantisation of the weights.
+
+Exports are cached under ``cache_dir`` keyed by encoder and quantisation, written atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from services.inference.backends.base import EncoderBackend
+
+logger = logging.getLogger(__name__)
+
+
+def export_encoder(model_path: str, out: Path) -> Path:
+    """Export ``AutoModel(model_path)`` + mean pooling + L2 norm to ``out`` (opset 17, dynamic batch/seq)."""
+    import torch
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(model_path, attn_implementation="eager").eval()
+
+    class Pooled(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask):
+            hidden = self.inner(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+            return torch.nn.functional.normalize(pooled, dim=-1)
+
+    ids = torch.ones((2, 16), dtype=torch.long)
+    mask = torch.ones((2, 16), dtype=torch.long)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=out.parent)
+    os.close(fd)
+    with torch.inference_mode():
+        torch.onnx.export(
+            Pooled(model), (ids, mask), tmp, input_names=["input_ids", "attention_mask"],
+            output_names=["embedding"], opset_version=17, dynamo=False,
+            dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
+                          "embedding": {0: "batch"}},
+        )
+    Path(tmp).replace(out)
+    return out
+
+
+def quantize_model(src: Path, dst: Path) -> Path:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=dst.parent)
+    os.close(fd)
+    quantize_dynamic(str(src), tmp, weight_type=QuantType.QInt8)
+    Path(tmp).replace(dst)
+    return dst
+
+
+def prepared_model(model_path: str, cache_dir: Path, quantize: bool) -> Path:
+    key = hashlib.sha256(str(model_path).encode()).hexdigest()[:12]
+    fp32 = Path(cache_dir) / f"encoder-{key}.onnx"
+    if not fp32.exists():
+        logger.info("exporting encoder to ONNX", extra={"fields": {"path": str(fp32)}})
+        export_encoder(model_path, fp32)
+    if not quantize:
+        return fp32
+    int8 = fp32.with_name(fp32.stem + "-int8.onnx")
+    if not int8.exists():
+        quantize_model(fp32, int8)
+    return int8
+
+
+class OnnxEncoder(EncoderBackend):
+    name = "onnx"
+
+    def __init__(self, encoder: str, head_tokens: int, tail_tokens: int, cache_dir: Path | None = None,
+                 quantize: bool = False, max_batch_tokens: int = 8192, threads: int = 0):
+        super().__init__(encoder, head_tokens, tail_tokens, max_batch_tokens)
+        import onnxruntime as ort
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(self.path)
+        self._clip_budget(int(getattr(config, "max_position_embeddings", 512)))
+        self._dim = int(config.hidden_size)
+        cache_dir = Path(cache_dir or Path(tempfile.gettempdir()) / "distillery-onnx")
+        self.model_file = prepared_model(self.path, cache_dir, quantize)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(self.model_file), options, providers=["CPUExecutionProvider"])
+        self.quantized = quantize
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def forward(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return self.session.run(["embedding"], {"input_ids": input_ids, "attention_mask": mask})[0]

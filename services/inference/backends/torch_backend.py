@@ -1,0 +1,52 @@
+"""``torch`` backend: transformers AutoModel with SDPA attention, ``torch.inference_mode``, bf16 on CUDA."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from services.inference.backends.base import EncoderBackend
+
+
+def pick_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for but CUDA is not available on this machine")
+    return device
+
+
+class TorchEncoder(EncoderBackend):
+    name = "torch"
+
+    def __init__(self, encoder: str, head_tokens: int, tail_tokens: int, device: str = "auto",
+                 max_batch_tokens: int = 8192, threads: int = 0):
+        super().__init__(encoder, head_tokens, tail_tokens, max_batch_tokens)
+        import torch
+        from transformers import AutoModel
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = pick_device(device)
+        self.dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        model = AutoModel.from_pretrained(self.path, attn_implementation="sdpa", dtype=self.dtype)
+        self.model = model.to(self.device).eval()
+        self._clip_budget(int(getattr(model.config, "max_position_embeddings", 512)))
+        self._dim = int(model.config.hidden_size)
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def forward(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            ids = torch.from_numpy(input_ids).to(self.device, non_blocking=True)
+            m = torch.from_numpy(mask).to(self.device, non_blocking=True)
+            hidden = self.model(input_ids=ids, attention_mask=m).last_hidden_state.float()
+            mf = m.unsqueeze(-1).float()
+            pooled = (hidden * mf).sum(1) / mf.sum(1).clamp(min=1.0)
+            pooled = torch.nn.functional.normalize(pooled, dim=-1)
+            return pooled.cpu().numpy()

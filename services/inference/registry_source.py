@@ -1,0 +1,113 @@
+"""Models from the registry (:mod:`distillery.registry`), with the configured encoder backend for probes.
+
+Roles: ``primary`` is the version the registry's pointer promotes for the filter. ``cheap`` (the first
+stage of a cascade) is the newest registered ``lexical`` version for the same filter version, used only
+when the promoted one is not itself lexical and the spec sets ``student.cascade_threshold``.
+
+Probe students are served through an encoder backend (torch or onnx) instead of their own training-time
+encoder: same tokenisation and pooling, but no unbounded embedding cache, token-budget batching, and the
+choice of runtime. Other kinds run their own ``predict``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from distillery.filters import FilterSpec
+
+from services.inference.backends.base import EncoderBackend, make_encoder
+from services.inference.models import CHEAP, PRIMARY, ModelRef, Prediction, estimate_tokens
+
+logger = logging.getLogger(__name__)
+
+
+class RegistryModel:
+    """A :class:`distillery.registry.LoadedModel` as a ServedModel."""
+
+    def __init__(self, loaded, encoder: EncoderBackend | None = None, max_tokens: int = 512):
+        self.loaded = loaded
+        self.version = loaded.info.version_id
+        self.kind = loaded.info.kind
+        self.dimensions = list(loaded.info.dimensions)
+        self.encoder = encoder
+        self.max_tokens = max_tokens
+
+    def predict(self, texts: Sequence[str]) -> Prediction:
+        if self.encoder is not None:
+            emb = self.encoder.embed(texts)
+            t0 = time.perf_counter()
+            raw = np.asarray(self.loaded.student.predict_embeddings(emb), dtype=np.float64)
+            raw = raw.reshape(len(texts), -1)
+            calibrated, lower, upper = self.loaded.calibration.apply(raw)
+            head = time.perf_counter() - t0
+            return Prediction(raw, calibrated, lower, upper, preprocess_seconds=self.encoder.last_preprocess_seconds,
+                              inference_seconds=self.encoder.last_inference_seconds + head)
+        return Prediction.from_tuple(self.loaded.predict(list(texts)))
+
+    def cost(self, text: str) -> int:
+        if self.encoder is not None:
+            return self.encoder.cost(text)
+        return estimate_tokens(text, self.max_tokens)
+
+
+class RegistrySource:
+    """ModelSource over a :class:`distillery.registry.ModelRegistry` folder or URI."""
+
+    def __init__(self, root: Path | str, backend: str = "torch", device: str = "auto", quantize: bool = False,
+                 onnx_dir: Path | None = None, max_batch_tokens: int = 8192, threads: int = 0,
+                 cascade: bool = True):
+        from distillery.registry import ModelRegistry
+
+        self.registry = ModelRegistry(root)
+        self.backend = backend
+        self.device = device
+        self.quantize = quantize
+        self.onnx_dir = onnx_dir
+        self.max_batch_tokens = max_batch_tokens
+        self.threads = threads
+        self.cascade = cascade
+        self._encoders: dict[tuple, EncoderBackend] = {}
+
+    def promoted(self, spec: FilterSpec) -> dict[str, ModelRef]:
+        info = self.registry.promoted(spec.name)
+        if info is None:
+            return {}
+        if info.filter_version != spec.version:
+            logger.warning("promoted model is for another filter version; not serving it",
+                           extra={"fields": {"filter": spec.ref, "model_filter_version": info.filter_version,
+                                             "version": info.version_id}})
+            return {}
+        refs = {PRIMARY: ModelRef(spec.name, PRIMARY, info.version_id, info.kind, {"info": info})}
+        if self.cascade and spec.student.cascade_threshold is not None and info.kind != "lexical":
+            cheap = [i for i in self.registry.list(spec.name)
+                     if i.kind == "lexical" and i.filter_version == spec.version]
+            if cheap:
+                refs[CHEAP] = ModelRef(spec.name, CHEAP, cheap[0].version_id, "lexical", {"info": cheap[0]})
+        return refs
+
+    def load(self, spec: FilterSpec, ref: ModelRef) -> RegistryModel:
+        info = ref.extra.get("info") or self.registry.get(spec.name, ref.version)
+        loaded = self.registry.load(info)
+        max_tokens = spec.student.truncation.max_tokens
+        if info.kind == "probe" and self.backend in ("torch", "onnx"):
+            p = loaded.student.params
+            return RegistryModel(loaded, self._encoder(p["encoder"], int(p["head_tokens"]), int(p["tail_tokens"])),
+                                 max_tokens)
+        if info.kind == "finetune" and self.backend == "vllm":
+            from services.inference.backends.vllm_backend import VllmModel
+
+            return VllmModel.from_loaded(loaded, device=self.device)
+        return RegistryModel(loaded, None, max_tokens)
+
+    def _encoder(self, name: str, head: int, tail: int) -> EncoderBackend:
+        key = (name, head, tail)
+        if key not in self._encoders:  # probes of several filters share one encoder (and its weights)
+            self._encoders[key] = make_encoder(
+                self.backend, name, head, tail, device=self.device, max_batch_tokens=self.max_batch_tokens,
+                onnx_dir=self.onnx_dir, quantize=self.quantize, threads=self.threads)
+        return self._encoders[key]

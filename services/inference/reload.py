@@ -1,0 +1,46 @@
+"""Hot reload: poll the registry's promoted pointers (and react to ``models.events`` when the stage runs)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from services.inference.engine import ScoringEngine
+
+logger = logging.getLogger(__name__)
+
+
+class RegistryWatcher:
+    """Calls ``engine.refresh()`` every ``interval`` seconds on a daemon thread; ``trigger()`` runs it now."""
+
+    def __init__(self, engine: ScoringEngine, interval: float):
+        self.engine = engine
+        self.interval = interval
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="registry-watch", daemon=True)
+
+    def start(self) -> RegistryWatcher:
+        if self.interval > 0:
+            self._thread.start()
+        return self
+
+    def trigger(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.engine.refresh()
+            except Exception:  # noqa: BLE001 - keep watching
+                logger.exception("reload failed")

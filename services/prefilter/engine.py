@@ -1,0 +1,488 @@
+"""The prefilter rule engine: every loaded filter's rules compiled once, evaluated in one pass per article.
+
+All keywords of all filters (exclusions, exceptions, positives, topic gate, and literal triggers of
+regexes) go into one Aho-Corasick automaton over the case-folded window; a single scan finds every
+candidate, word boundaries are checked only at the candidates, and a regex runs only when one of its
+required literals was seen (see ``literals.py``). The engine knows nothing of gRPC or Kafka: it takes
+plain strings and returns :class:`Verdict` objects whose reasons say which rule fired and on what.
+
+Rule order per filter (the first blocking rule decides; reasons keep the order the rules fired in):
+``allowed_domain`` (pass) > ``domain`` > ``source_type`` > ``too_long`` > ``too_short`` > ``language`` >
+exclusion categories in spec order (each cancelled by its exception keywords, its positive threshold,
+or the filter's global rescue threshold) > topic gate (``require_any``) > ``passed``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import ahocorasick_rs
+
+from distillery.filters import FilterSpecError, UnknownFilterError
+from distillery.filters.spec import FilterSpec
+from services.prefilter.literals import expand_literals, required_literals, starts_with_boundary
+from services.prefilter.text import Window, is_word_char, make_window, normalise_term
+
+# Keyword roles.
+EXCL, EXC, POS, REQ = 0, 1, 2, 3
+LANG_SAMPLE_CHARS = 400
+_PLAIN = re.compile(r"[\w\s'’.&-]+")
+
+
+class Reason(NamedTuple):
+    """One rule that fired: a machine-readable code and the term or value it fired on."""
+
+    code: str
+    matched: str = ""
+
+
+class Verdict(NamedTuple):
+    """The decision for one (article, filter) pair; ``reasons[0]`` is the deciding rule."""
+
+    filter: str
+    version: int
+    passed: bool
+    reasons: tuple[Reason, ...]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.filter}/v{self.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """All verdicts for one article, plus the language used by language rules ('' when not needed)."""
+
+    language: str
+    verdicts: list[Verdict]
+
+
+@dataclass(slots=True)
+class _Regex:
+    fi: int
+    role: int
+    ci: int
+    term: str  # what the reason shows when the match is empty (the pattern itself)
+    compiled: re.Pattern
+    folded: bool  # run on the case-folded window (case-insensitive rules) or on the original case
+    triggers: tuple[int, ...] | None  # trigger ids; None: always run
+    title_only: bool
+    lead_boundary: bool  # the pattern's leading \b was removed from ``compiled`` and is checked here
+
+    def search(self, s: str, endpos: int) -> re.Match | None:
+        if not self.lead_boundary:
+            return self.compiled.search(s, 0, endpos)
+        # Python's re only uses its fast literal-prefix scan when a pattern does not start with \b;
+        # so search without it and check the boundary at each candidate.
+        pos = 0
+        while True:
+            m = self.compiled.search(s, pos, endpos)
+            if m is None:
+                return None
+            st = m.start()
+            if (st > 0 and is_word_char(s[st - 1])) != (st < len(s) and is_word_char(s[st])):
+                return m
+            pos = st + 1
+
+
+_UPPER_OUTSIDE_ESCAPE = re.compile(r"(?<!\\)[A-Z]")
+
+
+def _compile_flags(pattern: str, folded: bool) -> int:
+    """Case-insensitive rules run on case-folded text: without IGNORECASE when that is equivalent.
+
+    IGNORECASE disables re's literal-prefix search and costs several times more. A pattern whose letters
+    are all lower case (escapes such as \\W aside) matches folded text the same way without it.
+    """
+    if not folded:
+        return 0
+    return re.IGNORECASE if _UPPER_OUTSIDE_ESCAPE.search(pattern) else 0
+
+
+@dataclass(slots=True)
+class _Category:
+    name: str
+    title_only: bool
+    positive_threshold: int
+    excluded: str = ""  # reason codes, built once
+    exception: str = ""
+    positives: str = ""
+    rescued: str = ""
+
+    def __post_init__(self) -> None:
+        self.excluded = f"excluded:{self.name}"
+        self.exception = f"exception:{self.name}"
+        self.positives = f"positives:{self.name}"
+        self.rescued = f"rescued:{self.name}"
+
+
+@dataclass(slots=True)
+class _Filter:
+    spec: FilterSpec
+    enabled: bool
+    scan_chars: int
+    min_length: int
+    max_length: int
+    languages: frozenset[str]
+    blocked_source_types: frozenset[str]
+    categories: list[_Category]
+    rescue_threshold: int
+    has_require: bool
+    regexes: list[_Regex] = field(default_factory=list)
+
+
+def _host_and_path(url: str) -> tuple[str, str]:
+    """Lower-case host without ``www.`` and the path of a URL (scheme optional), without urllib's cost."""
+    if not url:
+        return "", ""
+    rest = url.strip()
+    scheme_end = rest.find("//")
+    if scheme_end >= 0:
+        rest = rest[scheme_end + 2:]
+    cut = len(rest)
+    for sep in "/?#":
+        i = rest.find(sep)
+        if 0 <= i < cut:
+            cut = i
+    host = rest[:cut].rpartition("@")[2].partition(":")[0].lower().rstrip(".")
+    path = rest[cut:].partition("?")[0].partition("#")[0].lower()
+    return host.removeprefix("www."), path
+
+
+def _language_of(code: str) -> str:
+    return code.strip().lower().replace("_", "-").split("-", 1)[0]
+
+
+class PrefilterEngine:
+    """Compile the prefilter rules of ``specs`` once; :meth:`check` evaluates any subset in one pass."""
+
+    def __init__(self, specs: Iterable[FilterSpec]):
+        self.filters: list[_Filter] = []
+        self._index: dict[tuple[str, int], int] = {}
+        self._automaton: ahocorasick_rs.AhoCorasick | None = None
+        self._words: dict[str, list] = {}  # normalised string -> [length, bounded id, trigger id, lb, rb]
+        self._uses: list[list[tuple[int, int, int, str, bool]]] = []  # bounded id -> uses
+        self._n_triggers = 0
+        self._gated: dict[int, list[_Regex]] = {}  # trigger id -> regexes it lets run
+        self._always: list[_Regex] = []  # regexes without a usable literal
+        self._domains: dict[str, list[tuple[int, bool, str, str]]] = {}  # host -> (fi, allowed, rule, path)
+        for spec in specs:
+            self._add_filter(spec)
+        # Pattern i of the automaton is self._payloads[i]: (bounded id, trigger id, left/right boundary).
+        self._payloads = [(bid, tid, lb, rb) for (_length, bid, tid, lb, rb) in self._words.values()]
+        if self._words:
+            self._automaton = ahocorasick_rs.AhoCorasick(
+                list(self._words), implementation=ahocorasick_rs.Implementation.DFA
+            )
+        self._max_scan = max((f.scan_chars for f in self.filters), default=0)
+        self._all = list(range(len(self.filters)))
+        self._newest: dict[str, int] = {}
+        for i, f in enumerate(self.filters):
+            best = self._newest.get(f.spec.name)
+            if best is None or self.filters[best].spec.version < f.spec.version:
+                self._newest[f.spec.name] = i
+
+    # -- compilation ---------------------------------------------------------------------------------
+    def _keyword(self, fi: int, role: int, ci: int, raw: str, title_only: bool, where: str) -> None:
+        """A spec keyword: whole-word unless it starts/ends with ``*`` (prefix/suffix match)."""
+        stripped = raw.strip()
+        term = normalise_term(stripped.strip("*"))
+        if not term:
+            raise FilterSpecError(self.filters[fi].spec.ref, [f"{where}: empty keyword {raw!r}"])
+        lb = is_word_char(term[0]) and not stripped.startswith("*")
+        rb = is_word_char(term[-1]) and not stripped.endswith("*")
+        self._literal(fi, role, ci, term, lb, rb, title_only, stripped, where)
+
+    def _literal(self, fi, role, ci, term, lb, rb, title_only, label, where) -> None:
+        slot = self._words.get(term)
+        if slot is None:
+            slot = self._words[term] = [len(term), -1, -1, False, False]
+        if slot[1] >= 0 and (slot[3], slot[4]) != (lb, rb):
+            # Rare: the same string used whole-word and as a prefix/suffix; the other form becomes a regex.
+            pattern = ("\\b" if lb else "") + re.escape(term) + ("\\b" if rb else "")
+            self._regex(fi, role, ci, pattern, folded=True, title_only=title_only, where=where, term=label,
+                        expand=False)
+            return
+        if slot[1] < 0:
+            slot[1] = len(self._uses)
+            slot[3], slot[4] = lb, rb
+            self._uses.append([])
+        self._uses[slot[1]].append((fi, role, ci, label, title_only))
+
+    def _trigger(self, literal: str) -> int:
+        slot = self._words.get(literal)
+        if slot is None:
+            slot = self._words[literal] = [len(literal), -1, -1, False, False]
+        if slot[2] < 0:
+            slot[2] = self._n_triggers
+            self._n_triggers += 1
+        return slot[2]
+
+    def _regex(self, fi, role, ci, pattern, *, folded, title_only, where, term="", expand=True) -> None:
+        spec = self.filters[fi].spec
+        flags = _compile_flags(pattern, folded)
+        try:
+            compiled = re.compile(pattern, flags | (re.IGNORECASE if folded else 0))
+        except re.error as exc:
+            raise FilterSpecError(spec.ref, [f"{where}: invalid regular expression {pattern!r}: {exc}"]) from None
+        if folded and expand:
+            # A finite alternation of literals (the common case) joins the automaton instead of running.
+            literals = expand_literals(pattern, re.IGNORECASE)
+            if literals is not None:
+                for literal, lb, rb in literals:
+                    self._literal(fi, role, ci, literal, lb, rb, title_only, literal, where)
+                return
+        lead_boundary = pattern.startswith("\\b") and starts_with_boundary(pattern, flags)
+        if lead_boundary:
+            compiled = re.compile(pattern[2:], flags)
+        elif flags != compiled.flags & re.IGNORECASE:
+            compiled = re.compile(pattern, flags)
+        literals = required_literals(pattern, flags)
+        triggers = tuple(sorted(self._trigger(lit) for lit in literals)) if literals else None
+        rx = _Regex(fi, role, ci, term or pattern, compiled, folded, triggers, title_only, lead_boundary)
+        self.filters[fi].regexes.append(rx)
+        if triggers is None:
+            self._always.append(rx)
+        else:
+            for tid in triggers:
+                self._gated.setdefault(tid, []).append(rx)
+
+    def _add_filter(self, spec: FilterSpec) -> None:
+        key = (spec.name, spec.version)
+        if key in self._index:
+            return
+        rules = spec.prefilter
+        fi = len(self.filters)
+        self._index[key] = fi
+        self.filters.append(
+            _Filter(
+                spec=spec,
+                enabled=rules.enabled,
+                scan_chars=rules.scan_chars,
+                min_length=rules.min_length,
+                max_length=rules.max_length,
+                languages=frozenset(_language_of(x) for x in rules.languages),
+                blocked_source_types=frozenset(s.strip().lower() for s in rules.blocked_source_types),
+                categories=[_Category(c.name, c.title_only, c.positive_threshold) for c in rules.exclusions],
+                rescue_threshold=rules.rescue_threshold,
+                has_require=bool(rules.require_any),
+            )
+        )
+        for allowed, rules_list in ((True, rules.allowed_domains), (False, rules.blocked_domains)):
+            for rule in rules_list:
+                rule = rule.strip().lower().removeprefix("www.")
+                rule_host, _, rule_path = rule.partition("/")
+                self._domains.setdefault(rule_host, []).append((fi, allowed, rule, rule_path))
+        base = "prefilter"
+        for ci, cat in enumerate(rules.exclusions):
+            where = f"{base}.exclusions[{ci}] ({cat.name})"
+            for raw in cat.keywords:
+                self._keyword(fi, EXCL, ci, raw, cat.title_only, f"{where}.keywords")
+            for j, pattern in enumerate(cat.patterns):
+                self._regex(fi, EXCL, ci, pattern, folded=True, title_only=cat.title_only,
+                            where=f"{where}.patterns[{j}]")
+            for j, pattern in enumerate(cat.case_sensitive_patterns):
+                self._regex(fi, EXCL, ci, pattern, folded=False, title_only=cat.title_only,
+                            where=f"{where}.case_sensitive_patterns[{j}]")
+            for raw in cat.exceptions:
+                self._keyword(fi, EXC, ci, raw, False, f"{where}.exceptions")
+        for pi, pattern in enumerate(rules.positive_patterns):
+            if _PLAIN.fullmatch(pattern) or (pattern.endswith("*") and _PLAIN.fullmatch(pattern.rstrip("*"))):
+                self._keyword(fi, POS, pi, pattern, False, f"{base}.positive_patterns[{pi}]")
+            else:
+                self._regex(fi, POS, pi, pattern, folded=True, title_only=False,
+                            where=f"{base}.positive_patterns[{pi}]")
+        for raw in rules.require_any:
+            self._keyword(fi, REQ, 0, raw, False, f"{base}.require_any")
+
+    # -- lookup ---------------------------------------------------------------------------------------
+    def refs(self) -> list[tuple[str, int]]:
+        return [(f.spec.name, f.spec.version) for f in self.filters]
+
+    def select(self, refs: Sequence[tuple[str, int]] | None) -> list[int]:
+        """Filter indices for ``(name, version)`` pairs (version 0: newest); empty or None: all filters."""
+        if not refs:
+            return self._all
+        out: list[int] = []
+        for name, version in refs:
+            if version:
+                idx = self._index.get((name, int(version)))
+            else:
+                idx = self._newest.get(name)
+            if idx is None:
+                loaded = ", ".join(f"{n}/v{v}" for n, v in self.refs()) or "none"
+                want = f"{name}/v{version}" if version else name
+                raise UnknownFilterError(f"unknown filter {want!r}; the prefilter has loaded: {loaded}")
+            if idx not in out:
+                out.append(idx)
+        return out
+
+    # -- evaluation -----------------------------------------------------------------------------------
+    def check(
+        self,
+        title: str,
+        text: str,
+        url: str = "",
+        source_type: str = "",
+        language: str = "",
+        filters: Sequence[int] | None = None,
+    ) -> CheckResult:
+        """Evaluate the selected filters (indices from :meth:`select`; None: all) on one article."""
+        selected = self._all if filters is None else filters
+        if not selected:
+            return CheckResult(language, [])
+        window = make_window(title, text, self._max_scan)
+        acc, npos, first_pos = self._scan(window, selected)
+        lang = _language_of(language) if language else ""
+        if not lang and any(self.filters[fi].languages for fi in selected):
+            lang = detect_language(window.text[window.title_end + 1:window.title_end + 1 + LANG_SAMPLE_CHARS]
+                                   or window.text)
+        domains = self._domain_hits(url) if self._domains else None
+        st = source_type.strip().lower()
+        raw_len = len(text)
+        clean_len = window.body_chars if window.body_chars >= 0 else raw_len
+        verdicts = [self._decide(fi, acc, npos, first_pos, domains, st, raw_len, clean_len, lang) for fi in selected]
+        return CheckResult(lang, verdicts)
+
+    def _domain_hits(self, url: str) -> dict[int, tuple[bool, str, str]] | None:
+        """Per filter, the domain rule the URL's host (or a parent domain) matches; allow rules win."""
+        host, path = _host_and_path(url)
+        if not host:
+            return None
+        hits: dict[int, tuple[bool, str, str]] = {}
+        labels = host.split(".")
+        path = path.lstrip("/")
+        for k in range(len(labels)):
+            for fi, allowed, rule, rule_path in self._domains.get(".".join(labels[k:]), ()):
+                if rule_path and not path.startswith(rule_path):
+                    continue
+                if fi not in hits or (allowed and not hits[fi][0]):
+                    hits[fi] = (allowed, rule, host)
+        return hits
+
+    def _scan(self, w: Window, selected: Sequence[int]):
+        folded, text = w.folded, w.text
+        n = len(folded)
+        tef, tet = w.title_end_folded, w.title_end
+        nf = len(self.filters)
+        wanted = [False] * nf
+        limits = [0] * nf
+        for fi in selected:
+            wanted[fi] = True
+            limits[fi] = tef + 1 + self.filters[fi].scan_chars
+        acc: dict[tuple[int, int, int], str] = {}
+        npos = [0] * nf
+        first_pos = [""] * nf
+        seen_bounded: set[int] = set()
+        triggers: set[int] = set()
+        uses = self._uses
+        payloads = self._payloads
+        if self._automaton is not None:
+            for pi, start, end in self._automaton.find_matches_as_indexes(folded, overlapping=True):
+                bid, tid, lb, rb = payloads[pi]
+                if tid >= 0:
+                    triggers.add(tid)
+                if bid < 0 or bid in seen_bounded:
+                    continue
+                if lb and start > 0 and is_word_char(folded[start - 1]):
+                    continue
+                if rb and end < n and is_word_char(folded[end]):
+                    continue
+                seen_bounded.add(bid)
+                for fi, role, ci, term, title_only in uses[bid]:
+                    if not wanted[fi] or start >= (tef if title_only else limits[fi]):
+                        continue
+                    key = (fi, role, ci)
+                    if key not in acc:
+                        acc[key] = term
+                        if role == POS:
+                            npos[fi] += 1
+                            if npos[fi] == 1:
+                                first_pos[fi] = term
+        candidates = list(self._always)
+        if triggers:
+            seen_rx: set[int] = set()
+            for tid in triggers:
+                for rx in self._gated.get(tid, ()):
+                    if id(rx) not in seen_rx:
+                        seen_rx.add(id(rx))
+                        candidates.append(rx)
+        for rx in candidates:
+            fi = rx.fi
+            if not wanted[fi]:
+                continue
+            key = (fi, rx.role, rx.ci)
+            if key in acc:
+                continue
+            if rx.folded:
+                m = rx.search(folded, tef if rx.title_only else limits[fi])
+            else:
+                m = rx.search(text, tet if rx.title_only else tet + 1 + self.filters[fi].scan_chars)
+            if m is None:
+                continue
+            term = m.group(0) or rx.term
+            acc[key] = term
+            if rx.role == POS:
+                npos[fi] += 1
+                if npos[fi] == 1:
+                    first_pos[fi] = term
+        return acc, npos, first_pos
+
+    def _decide(self, fi, acc, npos, first_pos, domains, st, raw_len, clean_len, lang) -> Verdict:
+        f = self.filters[fi]
+        name, version = f.spec.name, f.spec.version
+        if not f.enabled:
+            return Verdict(name, version, True, (Reason("passed", "prefilter disabled"),))
+        if domains:
+            hit = domains.get(fi)
+            if hit is not None:
+                allowed, rule, host = hit
+                if allowed:
+                    return Verdict(name, version, True, (Reason(f"allowed_domain:{rule}", host),))
+                return Verdict(name, version, False, (Reason(f"domain:{rule}", host),))
+        if st and st in f.blocked_source_types:
+            return Verdict(name, version, False, (Reason(f"source_type:{st}", st),))
+        if raw_len > f.max_length:
+            return Verdict(name, version, False, (Reason("too_long", f"{raw_len} chars"),))
+        if clean_len < f.min_length:
+            return Verdict(name, version, False, (Reason("too_short", f"{clean_len} chars"),))
+        if f.languages and lang not in f.languages:
+            return Verdict(name, version, False, (Reason(f"language:{lang or 'unknown'}", lang),))
+        notes: list[Reason] = []
+        positives = npos[fi]
+        for ci, cat in enumerate(f.categories):
+            term = acc.get((fi, EXCL, ci))
+            if term is None:
+                continue
+            exception = acc.get((fi, EXC, ci))
+            if exception is not None:
+                notes.append(Reason(cat.exception, exception))
+                continue
+            if cat.positive_threshold and positives >= cat.positive_threshold:
+                notes.append(Reason(cat.positives, f"{positives} positive matches"))
+                continue
+            if f.rescue_threshold and positives >= f.rescue_threshold:
+                notes.append(Reason(cat.rescued, first_pos[fi]))
+                continue
+            return Verdict(name, version, False, (Reason(cat.excluded, term), *notes))
+        if f.has_require and (fi, REQ, 0) not in acc:
+            return Verdict(name, version, False, (Reason("off_topic", "no topic keyword"), *notes))
+        return Verdict(name, version, True, (Reason("passed", acc.get((fi, REQ, 0), "")), *notes))
+
+
+_IDENTIFIER = None
+
+
+def detect_language(sample: str) -> str:
+    """ISO 639-1 code of ``sample`` with py3langid (model shipped in the package; no download)."""
+    global _IDENTIFIER
+    if not sample.strip():
+        return ""
+    if _IDENTIFIER is None:
+        from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+        _IDENTIFIER = LanguageIdentifier.from_model_file(MODEL_FILE)
+    return str(_IDENTIFIER.classify(sample)[0])

@@ -1,0 +1,363 @@
+"""Training datasets: validation, multi-oracle consensus, duplicate removal, grouped stratified splits.
+
+A :class:`Dataset` is built from labelled records (label store rows or a JSONL file), and is versioned by
+a content hash of its examples, targets and split assignment. Its validation report says what was kept,
+what was dropped and why, how labels are distributed and how much oracles disagree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from distillery.articles import content_hash, derive_id, read_jsonl, write_jsonl
+from distillery.filters.postprocess import overall_scores
+from distillery.filters.spec import FilterSpec
+from distillery.students import compose_text
+
+SPLITS = ("train", "val", "test")
+SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
+OVERALL_BINS = (2.0, 4.0, 6.0, 8.0)
+BANDS = ((0, 2.5), (2.5, 4.5), (4.5, 6.5), (6.5, 8.5), (8.5, 10.01))
+BAND_NAMES = ("0-2", "3-4", "5-6", "7-8", "9-10")
+
+
+class DatasetError(ValueError):
+    """Labels that cannot make a dataset (file missing, no usable records, too few to split)."""
+
+
+@dataclass
+class LabelRecord:
+    """One oracle label of one article."""
+
+    id: str
+    title: str
+    text: str
+    url: str
+    scores: dict[str, float]
+    oracle_model: str = ""
+
+
+@dataclass
+class Example:
+    id: str
+    title: str
+    text: str
+    url: str
+    targets: list[float]
+    oracles: list[str] = field(default_factory=list)
+    group: int = -1
+    split: str = ""
+
+    @property
+    def input_text(self) -> str:
+        return compose_text(self.title, self.text)
+
+
+@dataclass
+class Dataset:
+    filter_ref: str
+    dimensions: list[str]
+    examples: list[Example]
+    report: dict[str, Any]
+    hash: str = ""
+
+    def split(self, name: str) -> list[Example]:
+        return [e for e in self.examples if e.split == name]
+
+    def arrays(self, name: str) -> tuple[list[str], np.ndarray]:
+        rows = self.split(name)
+        return [e.input_text for e in rows], np.array([e.targets for e in rows], dtype=np.float64).reshape(
+            len(rows), len(self.dimensions))
+
+    def save(self, root: Path | str) -> Path:
+        """Write ``<root>/<filter>/v<N>/<hash>/{examples.jsonl,report.json}`` (idempotent)."""
+        name, _, version = self.filter_ref.partition("/")
+        folder = Path(root) / name / version / self.hash
+        if (folder / "report.json").exists():
+            return folder
+        folder.mkdir(parents=True, exist_ok=True)
+        write_jsonl(folder / "examples.jsonl", (
+            {"id": e.id, "title": e.title, "text": e.text, "url": e.url, "split": e.split, "group": e.group,
+             "oracles": e.oracles, "dimension_scores": dict(zip(self.dimensions, e.targets))}
+            for e in self.examples))
+        (folder / "report.json").write_text(json.dumps(self.report, indent=2, default=float), encoding="utf-8")
+        return folder
+
+    @classmethod
+    def load(cls, folder: Path | str) -> Dataset:
+        folder = Path(folder)
+        if not (folder / "report.json").exists():
+            raise DatasetError(f"{folder} is not a saved dataset (report.json missing)")
+        report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+        dims = report["dimensions"]
+        examples = [Example(r["id"], r["title"], r["text"], r["url"], [r["dimension_scores"][d] for d in dims],
+                            r.get("oracles", []), r.get("group", -1), r["split"])
+                    for r in read_jsonl(folder / "examples.jsonl")]
+        return cls(report["filter"], dims, examples, report, report["dataset_hash"])
+
+
+# -- reading ------------------------------------------------------------------------------------------
+def records_from_jsonl(path: Path | str) -> list[LabelRecord]:
+    """Read the shared dataset shape: id, title, text, url, dimension_scores (or scores) {dim: score}."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"labels file {path} does not exist")
+    out = []
+    for rec in read_jsonl(path):
+        scores = rec.get("dimension_scores") or rec.get("scores") or {}
+        if isinstance(scores, Mapping):
+            scores = {k: (v.get("score") if isinstance(v, Mapping) else v) for k, v in scores.items()}
+        text = rec.get("text") or rec.get("content") or ""
+        title = rec.get("title") or ""
+        url = rec.get("url") or ""
+        out.append(LabelRecord(str(rec.get("id") or derive_id(url, title, text)), title, text, url,
+                               dict(scores), str(rec.get("oracle_model") or rec.get("oracle") or "")))
+    return out
+
+
+def records_from_store(url: str, filter_name: str, filter_version: int) -> list[LabelRecord]:
+    """Labels from the label store (``distillery.store.labels``)."""
+    try:
+        from distillery.store.labels import LabelStore
+    except ImportError as exc:
+        raise DatasetError(f"the label store is not available in this installation ({exc})") from None
+    store = LabelStore.open(url)
+    try:
+        return [LabelRecord(str(r.id), r.title, r.text, getattr(r, "url", "") or "", dict(r.scores),
+                            getattr(r, "oracle_model", "") or "")
+                for r in store.iter_labelled(filter_name, filter_version)]
+    finally:
+        close = getattr(store, "close", None)
+        if close:
+            close()
+
+
+# -- building -----------------------------------------------------------------------------------------
+class _UnionFind:
+    def __init__(self, n: int):
+        self.parent = list(range(n))
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def near_duplicate_pairs(texts: list[str], threshold: float = 0.85, num_perm: int = 64,
+                         shingle: int = 3, max_words: int = 1500) -> list[tuple[int, int]]:
+    """Pairs of texts whose word-shingle Jaccard similarity is (likely) above ``threshold`` (MinHash LSH)."""
+    from datasketch import MinHash, MinHashLSH
+
+    sets = []
+    for text in texts:
+        words = _WORD.findall(text.lower())[:max_words]
+        grams = {" ".join(words[i: i + shingle]) for i in range(max(1, len(words) - shingle + 1))}
+        sets.append([g.encode("utf-8") for g in grams if g])
+    hashes = MinHash.bulk(sets, num_perm=num_perm, seed=1)
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    pairs = []
+    for i, mh in enumerate(hashes):
+        for j in lsh.query(mh):
+            if mh.jaccard(hashes[j]) >= threshold:
+                pairs.append((int(j), i))
+        lsh.insert(i, mh)
+    return pairs
+
+
+def _url_key(url: str) -> str:
+    if not url:
+        return ""
+    parts = urlsplit(url.strip().lower())
+    return f"{parts.netloc.removeprefix('www.')}{parts.path.rstrip('/')}"
+
+
+def build_dataset(spec: FilterSpec, records: Iterable[LabelRecord], seed: int = 0,
+                  near_duplicate_threshold: float = 0.85, near_duplicate_action: str = "drop",
+                  min_examples: int = 10, progress: Callable[[str], None] | None = None) -> Dataset:
+    """Validate, merge, deduplicate and split labelled records for ``spec``."""
+    if near_duplicate_action not in {"drop", "group"}:
+        raise ValueError("near_duplicate_action must be 'drop' or 'group'")
+    dims = spec.dimension_names
+    dropped: Counter[str] = Counter()
+    missing_dims: Counter[str] = Counter()
+    by_id: dict[str, list[LabelRecord]] = defaultdict(list)
+    n_input = 0
+    for rec in records:
+        n_input += 1
+        if not (rec.text or "").strip() or not (rec.title or rec.text).strip():
+            dropped["empty_text"] += 1
+            continue
+        absent = [d for d in dims if rec.scores.get(d) is None]
+        if absent:
+            missing_dims.update(absent)
+            dropped["missing_dimensions"] += 1
+            continue
+        try:
+            values = [float(rec.scores[d]) for d in dims]
+        except (TypeError, ValueError):
+            dropped["non_numeric_score"] += 1
+            continue
+        if any(not (0.0 <= v <= 10.0) or v != v for v in values):
+            dropped["out_of_range_score"] += 1
+            continue
+        by_id[rec.id].append(rec)
+    if progress:
+        progress(f"validated {n_input} labels")
+
+    # consensus over oracles (same article id), then exact duplicates (same content)
+    noise_diffs: list[np.ndarray] = []
+    by_content: dict[str, list[list[LabelRecord]]] = defaultdict(list)
+    for recs in by_id.values():
+        by_content[content_hash(recs[0].title, recs[0].text)].append(recs)
+    examples: list[Example] = []
+    for groups in by_content.values():
+        groups = sorted(groups, key=lambda g: g[0].id)
+        recs = [r for g in groups for r in sorted(g, key=lambda r: r.oracle_model)]
+        if len(groups) > 1:
+            dropped["exact_duplicate"] += len(groups) - 1
+        matrix = np.array([[float(r.scores[d]) for d in dims] for r in recs])
+        oracles = sorted({r.oracle_model for r in recs if r.oracle_model})
+        if len(recs) > 1 and len(oracles) > 1:
+            per_oracle = {o: np.median(np.array([[float(r.scores[d]) for d in dims] for r in recs
+                                                 if r.oracle_model == o]), axis=0) for o in oracles}
+            values = list(per_oracle.values())
+            for a in range(len(values)):
+                for b in range(a + 1, len(values)):
+                    noise_diffs.append(np.abs(values[a] - values[b]))
+        first = recs[0]
+        examples.append(Example(first.id, first.title, first.text, first.url,
+                                [float(v) for v in np.median(matrix, axis=0)], oracles))
+
+    examples.sort(key=lambda e: e.id)  # everything below is independent of the input order
+    # near duplicates
+    pairs = near_duplicate_pairs([e.input_text for e in examples], near_duplicate_threshold) if examples else []
+    uf = _UnionFind(len(examples))
+    for a, b in pairs:
+        uf.union(a, b)
+    if near_duplicate_action == "drop":
+        keep = [i for i in range(len(examples)) if uf.find(i) == i]
+        dropped["near_duplicate"] += len(examples) - len(keep)
+        examples = [examples[i] for i in keep]
+        uf = _UnionFind(len(examples))
+    if progress:
+        progress(f"deduplicated: {len(examples)} articles left ({len(pairs)} near-duplicate pairs)")
+    if len(examples) < min_examples:
+        raise DatasetError(f"only {len(examples)} usable labelled articles for {spec.ref} (need at least "
+                           f"{min_examples}); dropped: {dict(dropped) or 'none'}")
+    # same-URL articles share a group
+    first_by_url: dict[str, int] = {}
+    for i, e in enumerate(examples):
+        key = _url_key(e.url)
+        if key:
+            if key in first_by_url:
+                uf.union(first_by_url[key], i)
+            else:
+                first_by_url[key] = i
+    for i, e in enumerate(examples):
+        e.group = uf.find(i)
+    _assign_splits(spec, examples, seed)
+    dataset = Dataset(spec.ref, dims, examples, {})
+    dataset.hash = dataset_hash(dataset, seed)
+    dataset.report = validation_report(spec, dataset, n_input, dropped, missing_dims, noise_diffs, seed,
+                                       near_duplicate_threshold, near_duplicate_action)
+    return dataset
+
+
+def _assign_splits(spec: FilterSpec, examples: list[Example], seed: int) -> None:
+    """80/10/10 over groups, stratified by the group's overall-score bin, seeded."""
+    targets = np.array([e.targets for e in examples])
+    overall, _ = overall_scores(spec, targets)
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, e in enumerate(examples):
+        groups[e.group].append(i)
+    by_bin: dict[int, list[int]] = defaultdict(list)
+    for g, members in groups.items():
+        by_bin[int(np.digitize(overall[members].mean(), OVERALL_BINS))].append(g)
+    rng = np.random.default_rng(seed)
+    for b in sorted(by_bin):
+        gids = sorted(by_bin[b])
+        rng.shuffle(gids)
+        total = sum(len(groups[g]) for g in gids)
+        bounds = (SPLIT_FRACTIONS[0] * total, (SPLIT_FRACTIONS[0] + SPLIT_FRACTIONS[1]) * total)
+        count = 0
+        for g in gids:
+            # assign by the running count's midpoint so that small bins still spread over the splits
+            mid = count + len(groups[g]) / 2
+            name = "train" if mid < bounds[0] else ("val" if mid < bounds[1] else "test")
+            for i in groups[g]:
+                examples[i].split = name
+            count += len(groups[g])
+
+
+def dataset_hash(dataset: Dataset, seed: int) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps({"filter": dataset.filter_ref, "dimensions": dataset.dimensions, "seed": seed}).encode())
+    for e in sorted(dataset.examples, key=lambda x: x.id):
+        h.update(json.dumps([e.id, content_hash(e.title, e.text), [round(t, 4) for t in e.targets],
+                             e.split]).encode())
+    return h.hexdigest()[:16]
+
+
+def validation_report(spec: FilterSpec, dataset: Dataset, n_input: int, dropped: Counter, missing: Counter,
+                      noise_diffs: list[np.ndarray], seed: int, threshold: float, action: str) -> dict[str, Any]:
+    dims = dataset.dimensions
+    y = np.array([e.targets for e in dataset.examples])
+    overall, _ = overall_scores(spec, y)
+    per_dim = {}
+    for j, d in enumerate(dims):
+        col = y[:, j]
+        per_dim[d] = {
+            "min": float(col.min()), "max": float(col.max()), "mean": float(col.mean()), "std": float(col.std()),
+            "bands": {name: int(((col >= lo) & (col < hi)).sum()) for name, (lo, hi) in zip(BAND_NAMES, BANDS)},
+            "missing": int(missing.get(d, 0)),
+        }
+    corr = np.corrcoef(y.T) if len(y) > 1 else np.eye(len(dims))
+    splits = {}
+    for name in SPLITS:
+        mask = np.array([e.split == name for e in dataset.examples])
+        splits[name] = {"n": int(mask.sum()),
+                        "overall_mean": float(overall[mask].mean()) if mask.any() else 0.0,
+                        "groups": len({e.group for e in dataset.examples if e.split == name})}
+    noise = None
+    if noise_diffs:
+        diffs = np.stack(noise_diffs)
+        noise = {"pairs": int(len(diffs)),
+                 "mean_abs_diff": {d: float(diffs[:, j].mean()) for j, d in enumerate(dims)},
+                 "mean_abs_diff_all": float(diffs.mean())}
+    return {
+        "filter": dataset.filter_ref,
+        "dimensions": dims,
+        "dataset_hash": dataset.hash,
+        "seed": seed,
+        "n_input_labels": n_input,
+        "n_examples": len(dataset.examples),
+        "dropped": dict(dropped),
+        "near_duplicates": {"threshold": threshold, "action": action},
+        "multi_oracle_articles": sum(1 for e in dataset.examples if len(e.oracles) > 1),
+        "label_noise": noise,
+        "dimensions_stats": per_dim,
+        "correlations": {a: {b: float(np.nan_to_num(corr[i, j])) for j, b in enumerate(dims)}
+                         for i, a in enumerate(dims)},
+        "overall": {"mean": float(overall.mean()), "std": float(overall.std()),
+                    "bins": {str(k): int(v) for k, v in Counter(np.digitize(overall, OVERALL_BINS).tolist()).items()}},
+        "splits": splits,
+    }

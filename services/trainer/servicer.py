@@ -1,0 +1,174 @@
+"""gRPC TrainerService: StartJob / GetJob / WatchJob / ListModels / Promote."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+
+from prometheus_client import Counter, Gauge
+
+from distillery.filters import FilterCatalog
+from distillery.registry import ModelInfo, ModelRegistry, RegistryError
+from distillery.rpc.errors import NotFoundError, handle_errors
+from distillery.v1 import common_pb2, events_pb2, trainer_pb2, trainer_pb2_grpc
+from services.trainer.config import TrainerSettings
+from services.trainer.jobs import FINAL, JobManager, JobRecord
+from services.trainer.pipeline import TrainRequest, resolve_kind, split_params, student_for
+
+logger = logging.getLogger(__name__)
+
+KIND_TO_ENUM = {
+    "lexical": trainer_pb2.STUDENT_KIND_LEXICAL,
+    "probe": trainer_pb2.STUDENT_KIND_PROBE,
+    "finetune": trainer_pb2.STUDENT_KIND_FINETUNE,
+    "multi": trainer_pb2.STUDENT_KIND_MULTI,
+    "ensemble": trainer_pb2.STUDENT_KIND_ENSEMBLE,
+}
+ENUM_TO_KIND = {v: k for k, v in KIND_TO_ENUM.items()}
+
+JOBS_STARTED = Counter("distillery_trainer_jobs_started_total", "Training jobs accepted.")
+JOBS_FINISHED = Counter("distillery_trainer_jobs_finished_total", "Training jobs that ended, by state.", ["state"])
+JOBS_RUNNING = Gauge("distillery_trainer_jobs_running", "Training jobs not yet final.")
+PROMOTIONS = Counter("distillery_trainer_promotions_total", "Model versions promoted.")
+
+
+class EventPublisher:
+    """Publishes ModelPromoted on ``models.events`` through distillery.bus when a bootstrap is configured."""
+
+    def __init__(self, bootstrap: str, topic: str):
+        self.topic = topic
+        self._producer = None
+        if bootstrap:
+            try:
+                from distillery import bus
+            except ImportError as exc:
+                raise ValueError(f"kafka_bootstrap is set but distillery.bus is not available: {exc}") from None
+            self._producer = bus.producer(bootstrap)
+
+    def publish(self, info: ModelInfo, previous: str) -> None:
+        if self._producer is None:
+            return
+        event = events_pb2.ModelPromoted(
+            filter=common_pb2.FilterRef(name=info.filter_name, version=info.filter_version),
+            version=info.version_id, previous_version=previous, uri=info.uri,
+            promoted_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+        self._producer.send(self.topic, key=info.filter_name.encode(), value=event.SerializeToString())
+        flush = getattr(self._producer, "flush", None)
+        if flush:
+            flush()
+
+    def close(self) -> None:
+        close = getattr(self._producer, "close", None)
+        if close:
+            close()
+
+
+def model_version_pb(info: ModelInfo) -> trainer_pb2.ModelVersion:
+    return trainer_pb2.ModelVersion(
+        filter=common_pb2.FilterRef(name=info.filter_name, version=info.filter_version),
+        version=info.version_id, student_kind=KIND_TO_ENUM.get(info.kind, 0), created_at=info.created_at,
+        metrics={k: float(v) for k, v in info.metrics.items()}, dataset_hash=info.dataset_hash,
+        promoted=info.promoted, uri=info.uri,
+    )
+
+
+def job_pb(job: JobRecord) -> trainer_pb2.Job:
+    return trainer_pb2.Job(
+        job_id=job.job_id, filter=common_pb2.FilterRef(name=job.filter_name, version=job.filter_version),
+        student_kind=KIND_TO_ENUM.get(job.kind, 0), state=trainer_pb2.JobState.Value(f"JOB_STATE_{job.state}"),
+        progress=job.progress, message=job.message, model_version=job.model_version, metrics=job.metrics,
+        error=job.error, created_at=job.created_at, updated_at=job.updated_at,
+    )
+
+
+class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
+    def __init__(self, settings: TrainerSettings, catalog: FilterCatalog):
+        self.settings = settings
+        self.catalog = catalog
+        self.registry = ModelRegistry(settings.resolved("registry_root"))
+        self.events = EventPublisher(settings.kafka_bootstrap, settings.models_topic)
+        self.jobs = JobManager(settings.jobs_dir, settings.max_concurrent_jobs, on_success=self._job_succeeded)
+        self._previous: dict[str, str] = {}
+
+    def _job_succeeded(self, job: JobRecord) -> None:
+        JOBS_FINISHED.labels("SUCCEEDED").inc()
+        promoted = self.registry.promoted(job.filter_name)
+        if promoted and promoted.version_id == job.model_version:
+            PROMOTIONS.inc()
+            self.events.publish(promoted, self._previous.get(job.job_id, ""))
+
+    def close(self) -> None:
+        self.jobs.stop()
+        self.events.close()
+
+    @handle_errors
+    def StartJob(self, request, context):
+        spec = self.catalog.get(request.filter.name, request.filter.version)
+        kind = resolve_kind(spec, ENUM_TO_KIND.get(request.student_kind, ""))
+        params = dict(request.params)
+        _, student_params = split_params(params)
+        student_for(spec, kind, student_params, request.seed)  # rejects unknown or invalid parameters now
+        labels_path = ""
+        if request.labels_path:
+            path = Path(request.labels_path).expanduser()
+            if not path.is_file():
+                raise NotFoundError(f"labels file {request.labels_path} does not exist on the trainer host")
+            labels_path = str(path.resolve())
+        train = TrainRequest(
+            kind=kind, labels_path=labels_path, label_store_url=self.settings.resolved("label_store_url"),
+            seed=request.seed, params=params, promote=request.promote,
+            registry_root=self.settings.resolved("registry_root"),
+            datasets_dir=self.settings.resolved("datasets_dir"),
+            embed_cache_dir=self.settings.resolved("embed_cache_dir"),
+        )
+        current = self.registry.promoted(spec.name)
+        job = self.jobs.start(spec, kind, train.to_dict())
+        if current:
+            self._previous[job.job_id] = current.version_id
+        JOBS_STARTED.inc()
+        logger.info("job started", extra={"fields": {"job_id": job.job_id, "filter": spec.ref, "kind": kind}})
+        return job_pb(job)
+
+    @handle_errors
+    def GetJob(self, request, context):
+        return job_pb(self.jobs.get(request.job_id))
+
+    @handle_errors
+    def WatchJob(self, request, context):
+        job = self.jobs.get(request.job_id)
+        yield job_pb(job)
+        while job.state not in FINAL and context.is_active():
+            new = self.jobs.wait_change(job.job_id, job.seq, timeout=1.0)
+            if new.seq != job.seq:
+                yield job_pb(new)
+            job = new
+
+    @handle_errors
+    def ListModels(self, request, context):
+        name = request.filter.name or None
+        try:
+            infos = self.registry.list(name)
+        except RegistryError as exc:
+            raise NotFoundError(str(exc)) from None
+        if request.filter.version:
+            infos = [i for i in infos if i.filter_version == request.filter.version]
+        return trainer_pb2.ListModelsResponse(models=[model_version_pb(i) for i in infos])
+
+    @handle_errors
+    def Promote(self, request, context):
+        if not request.filter.name or not request.version:
+            raise ValueError("Promote needs filter.name and version")
+        before = self.registry.promoted(request.filter.name)
+        try:
+            info = self.registry.promote(request.filter.name, request.version)
+        except RegistryError as exc:
+            raise NotFoundError(str(exc)) from None
+        if request.filter.version and info.filter_version != request.filter.version:
+            raise ValueError(f"version {request.version} belongs to {info.filter_ref}, not "
+                             f"{request.filter.name}/v{request.filter.version}")
+        PROMOTIONS.inc()
+        self.events.publish(info, before.version_id if before else "")
+        logger.info("promoted", extra={"fields": {"filter": info.filter_name, "version": info.version_id}})
+        return model_version_pb(info)
