@@ -139,7 +139,7 @@ class Stage(abc.ABC):
             self._update_lag()
             return 0
         started = time.perf_counter()
-        futures = []
+        outgoing: list[OutMessage] = []
         first: dict[TopicPartition, int] = {}
         commit: dict[TopicPartition, OffsetAndMetadata] = {}
         n = 0
@@ -149,7 +149,7 @@ class Stage(abc.ABC):
                 first.setdefault(tp, record.offset)
                 self.metrics.consumed.labels(record.topic).inc()
                 try:
-                    out = list(self.process(record))
+                    outgoing.extend(self.process(record))
                 except Exception as exc:  # noqa: BLE001 - a poison message never stops the stage
                     logger.warning(
                         "dead-lettering a message",
@@ -157,13 +157,10 @@ class Stage(abc.ABC):
                                           "offset": record.offset, "error": str(exc)[:300]}},
                     )
                     self.metrics.dead_letters.labels(record.topic).inc()
-                    out = [dead_letter(record, exc)]
-                for message in out:
-                    futures.append(producer.send(message.topic, key=message.key, value=message.value,
-                                                 headers=message.headers))
-                    self.metrics.produced.labels(message.topic).inc()
+                    outgoing.append(dead_letter(record, exc))
                 commit[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
         try:
+            futures = [producer.send(m.topic, key=m.key, value=m.value, headers=m.headers) for m in outgoing]
             producer.flush(timeout=self.send_timeout_s)
             for future in futures:
                 future.get(timeout=self.send_timeout_s)
@@ -175,6 +172,8 @@ class Stage(abc.ABC):
                 consumer.seek(tp, offset)
             self._stop.wait(self.retry_backoff_s)
             return n
+        for m in outgoing:
+            self.metrics.produced.labels(m.topic).inc()
         consumer.commit(commit)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self._update_lag()

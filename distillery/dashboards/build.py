@@ -20,6 +20,8 @@ from grafana_foundation_sdk.models import dashboard as gm
 DATASOURCE_UID = "prometheus"
 DATASOURCE = gm.DataSourceRef(type_val="prometheus", uid=DATASOURCE_UID)
 SERVICES = ("prefilter", "oracle", "trainer", "inference")
+# Services that run a Kafka stage (distillery/bus: distillery_<service>_kafka_*).
+KAFKA_STAGES = ("prefilter", "oracle", "inference")
 
 
 @dataclass(frozen=True)
@@ -92,9 +94,20 @@ def overview() -> DashboardSpec:
                         unit="ops",
                     ),
                     PanelSpec(
-                        "Kafka stage messages/s (inference) by topic and outcome",
-                        (_q(_rate("distillery_inference_stage_messages_total", "topic, outcome"),
-                            "{{topic}} {{outcome}}"),),
+                        "Kafka messages consumed/s per stage and topic",
+                        tuple(_q(_rate(f"distillery_{s}_kafka_consumed_total", "topic"), f"{s} {{{{topic}}}}")
+                              for s in KAFKA_STAGES),
+                        unit="ops",
+                    ),
+                    PanelSpec(
+                        "Kafka messages produced/s per stage and topic",
+                        tuple(_q(_rate(f"distillery_{s}_kafka_produced_total", "topic"), f"{s} {{{{topic}}}}")
+                              for s in KAFKA_STAGES),
+                        unit="ops",
+                    ),
+                    PanelSpec(
+                        "Prefilter decisions/s by outcome",
+                        (_q(_rate("distillery_prefilter_decisions_total", "outcome"), "{{outcome}}"),),
                         unit="ops",
                     ),
                     PanelSpec(
@@ -131,6 +144,22 @@ def overview() -> DashboardSpec:
                         "Work refused (overload, deadline)",
                         (_q(_rate("distillery_inference_rejected_total", "reason"), "{{reason}}"),),
                         unit="ops",
+                    ),
+                    PanelSpec(
+                        "Kafka consumer lag per stage and topic",
+                        tuple(_q(f"sum by (topic) (distillery_{s}_kafka_consumer_lag_messages)", f"{s} {{{{topic}}}}")
+                              for s in KAFKA_STAGES),
+                    ),
+                    PanelSpec(
+                        "Dead-lettered messages (last hour) per stage and topic",
+                        tuple(_q(f"sum by (topic) (increase(distillery_{s}_kafka_dead_letters_total[1h]))",
+                                 f"{s} {{{{topic}}}}") for s in KAFKA_STAGES),
+                    ),
+                    PanelSpec(
+                        "Kafka batch p99 (process, produce, flush, commit)",
+                        tuple(_q(_quantile(0.99, f"distillery_{s}_kafka_batch_seconds", "job"), f"{s}")
+                              for s in KAFKA_STAGES),
+                        unit="s",
                     ),
                     PanelSpec(
                         "Inference queue depth",
@@ -185,6 +214,18 @@ def filter_quality() -> DashboardSpec:
                         "Models served by filter and stage",
                         (_q("sum by (filter, stage) (distillery_inference_models_loaded{" + sel + "})",
                             "{{filter}} {{stage}}"),),
+                        kind="stat",
+                    ),
+                    PanelSpec(
+                        "Training jobs running / finished by state (last 24 h)",
+                        (
+                            _q("sum(distillery_trainer_jobs_running)", "running"),
+                            _q("sum by (state) (increase(distillery_trainer_jobs_finished_total[24h]))", "{{state}}"),
+                        ),
+                    ),
+                    PanelSpec(
+                        "Model promotions (last 24 h)",
+                        (_q("sum(increase(distillery_trainer_promotions_total[24h]))", "promotions"),),
                         kind="stat",
                     ),
                     PanelSpec(
@@ -262,26 +303,65 @@ def score_distributions() -> DashboardSpec:
 
 
 def prefilter() -> DashboardSpec:
+    sel = 'filter=~"$filter"'
     return DashboardSpec(
         uid="distillery-prefilter",
         title="Distillery / Prefilter",
-        description="Pass rate, block reasons, latency and measured false positive/negative rates.",
+        description="Pass rate, block reasons, rule-engine latency and invalid input of the prefilter.",
+        variables=(("filter", "label_values(distillery_prefilter_decisions_total, filter)"),),
         rows=(
             (
                 "Decisions",
                 (
                     PanelSpec(
-                        "Checks/s by method",
-                        (_q(_rate("distillery_prefilter_rpc_requests_total", "method"), "{{method}}"),),
-                        unit="reqps",
+                        "Pass rate by filter",
+                        (_q(f'sum by (filter) (rate(distillery_prefilter_decisions_total{{outcome="passed", {sel}}}'
+                            f"[$__rate_interval])) / sum by (filter) (rate(distillery_prefilter_decisions_total"
+                            f"{{{sel}}}[$__rate_interval]))", "{{filter}}"),),
+                        unit="percentunit",
+                        description="Share of articles passed to the students (the origin's filters passed 3-30%).",
                     ),
                     PanelSpec(
-                        "Check latency p50 / p99",
+                        "Block reasons/s by filter",
+                        (_q(_rate("distillery_prefilter_decisions_total", "filter, reason",
+                                  f'outcome="blocked", {sel}'), "{{filter}} {{reason}}"),),
+                        unit="ops",
+                    ),
+                    PanelSpec(
+                        "Top block reasons (last 24 h)",
+                        (_q(f'topk(10, sum by (filter, reason) (increase(distillery_prefilter_decisions_total'
+                            f'{{outcome="blocked", {sel}}}[24h])))', "{{filter}} {{reason}}"),),
+                        kind="table",
+                    ),
+                    PanelSpec(
+                        "Invalid articles/s by source",
+                        (_q(_rate("distillery_prefilter_invalid_articles_total", "source"), "{{source}}"),),
+                        unit="ops",
+                    ),
+                ),
+            ),
+            (
+                "Latency",
+                (
+                    PanelSpec(
+                        "Rule-engine time per article p50 / p99",
+                        (
+                            _q(_quantile(0.5, "distillery_prefilter_article_seconds", "job"), "p50"),
+                            _q(_quantile(0.99, "distillery_prefilter_article_seconds", "job"), "p99"),
+                        ),
+                        unit="s",
+                    ),
+                    PanelSpec(
+                        "Check RPC latency p50 / p99",
                         (
                             _q(_quantile(0.5, "distillery_prefilter_rpc_seconds", "method"), "{{method}} p50"),
                             _q(_quantile(0.99, "distillery_prefilter_rpc_seconds", "method"), "{{method}} p99"),
                         ),
                         unit="s",
+                    ),
+                    PanelSpec(
+                        "Articles per request / Kafka batch (p50)",
+                        (_q(_quantile(0.5, "distillery_prefilter_batch_articles", "source"), "{{source}}"),),
                     ),
                 ),
             ),
@@ -290,26 +370,92 @@ def prefilter() -> DashboardSpec:
 
 
 def oracle_cost() -> DashboardSpec:
+    sel = 'filter=~"$filter"'
     return DashboardSpec(
         uid="distillery-oracle-cost",
         title="Distillery / Oracle cost",
-        description="Oracle gateway calls and latency.",
+        description="Oracle spend by filter, provider and model; tokens, cache hit rate, budget, latency, retries.",
+        variables=(("filter", "label_values(distillery_oracle_cost_usd_total, filter)"),),
         rows=(
+            (
+                "Spend",
+                (
+                    PanelSpec(
+                        "Spend per hour by filter, provider and model",
+                        (_q(f"sum by (filter, provider, model) (increase(distillery_oracle_cost_usd_total{{{sel}}}[1h]))",
+                            "{{filter}} {{provider}} {{model}}"),),
+                        unit="currencyUSD",
+                    ),
+                    PanelSpec(
+                        "Spend in the selected range",
+                        (_q(f"sum by (filter) (increase(distillery_oracle_cost_usd_total{{{sel}}}[$__range]))",
+                            "{{filter}}"),),
+                        kind="stat",
+                        unit="currencyUSD",
+                    ),
+                    PanelSpec(
+                        "Budget remaining by filter",
+                        (_q(f"min by (filter) (distillery_oracle_budget_remaining_usd{{{sel}}})", "{{filter}}"),),
+                        kind="stat",
+                        unit="currencyUSD",
+                    ),
+                    PanelSpec(
+                        "Tokens/s by provider, model and kind",
+                        (_q(_rate("distillery_oracle_tokens_total", "provider, model, kind"),
+                            "{{provider}} {{model}} {{kind}}"),),
+                    ),
+                ),
+            ),
             (
                 "Calls",
                 (
                     PanelSpec(
-                        "Label calls/s by method and code",
-                        (_q(_rate("distillery_oracle_rpc_requests_total", "method, code"), "{{method}} {{code}}"),),
-                        unit="reqps",
+                        "Cache hit rate",
+                        (_q('sum(rate(distillery_oracle_requests_total{outcome="cached"}[$__rate_interval])) / '
+                            'sum(rate(distillery_oracle_requests_total{outcome=~"cached|ok|repaired"}'
+                            "[$__rate_interval]))", "hit rate"),),
+                        unit="percentunit",
+                        description="Labels served from the label store or response cache, over all labels served.",
                     ),
                     PanelSpec(
-                        "Label latency p50 / p99",
+                        "Cache hits/s by source",
+                        (_q(_rate("distillery_oracle_cache_hits_total", "source"), "{{source}}"),),
+                        unit="ops",
+                    ),
+                    PanelSpec(
+                        "Provider attempts/s by outcome",
+                        (_q(_rate("distillery_oracle_requests_total", "provider, model, outcome"),
+                            "{{provider}} {{model}} {{outcome}}"),),
+                        unit="ops",
+                    ),
+                    PanelSpec(
+                        "Retries/s by provider and reason",
+                        (_q(_rate("distillery_oracle_retries_total", "provider, reason"), "{{provider}} {{reason}}"),),
+                        unit="ops",
+                    ),
+                    PanelSpec(
+                        "Provider latency p50 / p99",
                         (
-                            _q(_quantile(0.5, "distillery_oracle_rpc_seconds", "method"), "{{method}} p50"),
-                            _q(_quantile(0.99, "distillery_oracle_rpc_seconds", "method"), "{{method}} p99"),
+                            _q(_quantile(0.5, "distillery_oracle_request_latency_seconds", "provider"),
+                               "{{provider}} p50"),
+                            _q(_quantile(0.99, "distillery_oracle_request_latency_seconds", "provider"),
+                               "{{provider}} p99"),
                         ),
                         unit="s",
+                    ),
+                    PanelSpec(
+                        "Gateway overhead p99 (beyond the provider call)",
+                        (_q(_quantile(0.99, "distillery_oracle_overhead_seconds", "job"), "p99"),),
+                        unit="s",
+                    ),
+                    PanelSpec(
+                        "Provider calls in flight",
+                        (_q("sum by (provider) (distillery_oracle_in_flight_requests)", "{{provider}}"),),
+                    ),
+                    PanelSpec(
+                        "Articles the oracle could not label (last hour)",
+                        (_q("sum by (provider, reason) (increase(distillery_oracle_dead_letters_total[1h]))",
+                            "{{provider}} {{reason}}"),),
                     ),
                 ),
             ),

@@ -76,52 +76,65 @@ class Catalog:
         return {m.name: m for m in self.metrics}
 
 
-def _const_strings(tree: ast.Module) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
-            for target in node.targets:
-                if isinstance(target, ast.Name):
-                    out[target.id] = node.value.value
-        elif (
-            isinstance(node, ast.AnnAssign)
-            and isinstance(node.target, ast.Name)
-            and isinstance(node.value, ast.Constant)
-            and isinstance(node.value.value, str)
+def _assignments(tree: ast.Module) -> dict[str, ast.AST]:
+    """Names bound to string-valued expressions anywhere in the module (module constants and locals such
+    as ``p = f"distillery_{service}_kafka"``); the last binding wins."""
+    out: dict[str, ast.AST] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        else:
+            continue
+        if isinstance(value, (ast.Constant, ast.JoinedStr, ast.BinOp)) and not (
+            isinstance(value, ast.Constant) and not isinstance(value.value, str)
         ):
-            out[node.target.id] = node.value.value
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    out[target.id] = value
     return out
 
 
-def _resolve(node: ast.AST | None, consts: dict[str, str]) -> list[tuple[str, bool]]:
-    """Possible values of a name expression: ``[(text, is_pattern)]``; empty when unknown."""
-    if node is None:
+def _resolve(node: ast.AST | None, consts: dict[str, ast.AST], depth: int = 0) -> list[tuple[str, bool]]:
+    """Possible values of a name expression: ``[(text, is_pattern)]``; empty when unknown.
+
+    A pattern is a regular expression (placeholders that cannot be resolved become ``[a-z0-9_]+``).
+    """
+    if node is None or depth > 8:
         return []
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return [(node.value, False)]
     if isinstance(node, ast.Name) and node.id in consts:
-        return [(consts[node.id], False)]
+        return _resolve(consts[node.id], consts, depth + 1)
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
-        left, right = _resolve(node.left, consts), _resolve(node.right, consts)
-        return [(a + b, pa or pb) for a, pa in left for b, pb in right]
+        left, right = _resolve(node.left, consts, depth + 1), _resolve(node.right, consts, depth + 1)
+        return [_join(a, pa, b, pb) for a, pa in left for b, pb in right]
     if isinstance(node, ast.JoinedStr):
         variants: list[tuple[str, bool]] = [("", False)]
         for part in node.values:
             if isinstance(part, ast.Constant):
-                variants = [(v + re.escape(str(part.value)) if p else v + str(part.value), p) for v, p in variants]
-                continue
-            value = part.value if isinstance(part, ast.FormattedValue) else None
-            if isinstance(value, ast.Name) and value.id in consts:
-                variants = [(v + (re.escape(consts[value.id]) if p else consts[value.id]), p) for v, p in variants]
-            elif isinstance(value, ast.Name) and value.id == "service":
-                variants = [(v + s, p) for v, p in variants for s in SERVICES]
+                parts = [(str(part.value), False)]
             else:
-                variants = [((v if p else re.escape(v)) + "[a-z0-9_]+", True) for v, p in variants]
+                value = part.value if isinstance(part, ast.FormattedValue) else None
+                if isinstance(value, ast.Name) and value.id == "service" and value.id not in consts:
+                    parts = [(svc, False) for svc in SERVICES]
+                else:
+                    parts = _resolve(value, consts, depth + 1) or [("[a-z0-9_]+", True)]
+                    parts = [(t, p) if not (p and t == "[a-z0-9_]+") else (t, True) for t, p in parts]
+            variants = [_join(v, pv, t, pt) for v, pv in variants for t, pt in parts]
         return variants
     return []
 
 
-def _labels(node: ast.AST | None, consts: dict[str, str]) -> tuple[str, ...]:
+def _join(a: str, a_pattern: bool, b: str, b_pattern: bool) -> tuple[str, bool]:
+    """Concatenate two resolved pieces; once one is a regex, the literal parts get escaped."""
+    if not a_pattern and not b_pattern:
+        return a + b, False
+    return (a if a_pattern else re.escape(a)) + (b if b_pattern else re.escape(b)), True
+
+
+def _labels(node: ast.AST | None, consts: dict[str, ast.AST]) -> tuple[str, ...]:
     if isinstance(node, (ast.List, ast.Tuple)):
         out = []
         for elt in node.elts:
@@ -131,7 +144,7 @@ def _labels(node: ast.AST | None, consts: dict[str, str]) -> tuple[str, ...]:
     return ()
 
 
-def _docs(node: ast.AST | None, consts: dict[str, str]) -> list[str]:
+def _docs(node: ast.AST | None, consts: dict[str, ast.AST]) -> list[str]:
     out = []
     for text, is_pattern in _resolve(node, consts):
         out.append(re.sub(r"\[a-z0-9_\]\+", "<...>", text).replace("\\", "") if is_pattern else text)
@@ -152,7 +165,7 @@ def scan_file(path: Path, root: Path = REPO_ROOT) -> tuple[list[MetricDef], list
         tree = ast.parse(text)
     except SyntaxError as exc:
         return [], [f"{path}: cannot parse ({exc.msg})"]
-    consts = _const_strings(tree)
+    consts = _assignments(tree)
     rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
     found: list[MetricDef] = []
     problems: list[str] = []

@@ -98,6 +98,10 @@ class Budgets:
             scopes.append((key, job_budget, f"job {job_id}"))
         return scopes
 
+    def keys(self, filter_name: str, job_id: str) -> list[str]:
+        """The counter keys that apply to a request (filter and/or job), initialised from the store."""
+        return [key for key, _, _ in self._scopes(filter_name, job_id)]
+
     def reserve(self, filter_name: str, job_id: str, estimate: float) -> list[str]:
         """Reserve ``estimate`` in every applicable scope, or raise BudgetExhaustedError (nothing reserved)."""
         done: list[str] = []

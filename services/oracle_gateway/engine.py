@@ -115,6 +115,11 @@ class OracleEngine:
             secrets=[cfg.key()],
         )
 
+    @property
+    def shares_state(self) -> bool:
+        """True when limits and budgets live in Redis (shared by replicas, kept across restarts)."""
+        return self._redis is not None
+
     def close(self) -> None:
         for oracle in self._oracles.values():
             oracle.provider.close()
@@ -204,6 +209,37 @@ class OracleEngine:
         self.cache.put(ckey, CachedResponse(response.text, response.model, *usage))
         self._account(oracle, spec, response.model, usage, cost)
         metrics.OVERHEAD.observe(max(time.perf_counter() - t0 - latency - waited, 0.0))
+        return label
+
+    def prepare(self, request: oracle_pb2.LabelRequest):
+        """For batch mode: (article, spec, oracle, prompt hash, prompt, temperature, stored label or None)."""
+        article = oracle_pb2.LabelRequest().article
+        article.CopyFrom(request.article)
+        validate(article, self.settings.max_text_bytes)
+        spec = self.catalog.get(request.filter.name, request.filter.version)
+        oracle = self.resolve_oracle(request.oracle, spec)
+        phash = prompt_hash(spec)
+        stored = self.store.find(article.id, spec.name, spec.version, phash, oracle.name)
+        prompt = render_prompt(spec, article.title, article.text, article.source, article.published_at)
+        temperature = oracle.cfg.temperature if oracle.cfg.temperature is not None else spec.oracle.temperature
+        return article, spec, oracle, phash, prompt, temperature, stored
+
+    def record_batch_response(self, request: oracle_pb2.LabelRequest, response) -> oracle_pb2.OracleLabel:
+        """Validate, price (batch discount), store and cache one answer collected from a batch API.
+
+        Raises ResponseInvalidError when the answer is unusable (the caller re-asks synchronously).
+        """
+        article, spec, oracle, phash, _prompt, temperature, _stored = self.prepare(request)
+        parsed = parse_response(spec, response.text)
+        usage = (response.input_tokens, response.cached_input_tokens, response.output_tokens)
+        cost = self.price(oracle, response.model).cost(*usage, batch=True)
+        label = self._make_label(article, spec, phash, oracle, response.model, parsed.scores, parsed.evidence,
+                                 usage, cost, temperature, 0.0, request.reason)
+        self.store.put(article, label, response.raw or response.text, oracle=oracle.name, job_id=request.job_id)
+        ckey = cache_key(oracle.provider.kind, oracle.provider.model, phash, content_hash(article.title, article.text))
+        self.cache.put(ckey, CachedResponse(response.text, response.model, *usage))
+        self._account(oracle, spec, response.model, usage, cost)
+        metrics.REQUESTS.labels(oracle.provider.kind, response.model, "ok_batch").inc()
         return label
 
     def _as_cached(self, stored: oracle_pb2.OracleLabel) -> oracle_pb2.OracleLabel:

@@ -21,18 +21,26 @@ def rd_producer(bootstrap):
     return confluent_kafka.Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
 
 
-def rd_consume(bootstrap, topic, n, timeout=20.0, group=None):
-    """Read ``n`` messages of ``topic`` from the beginning with confluent-kafka (polling until they arrive)."""
+def rd_consume(bootstrap, topic, n, timeout=20.0):
+    """Read ``n`` messages of ``topic`` from the beginning with confluent-kafka (no group: assigned
+    partitions), polling until they arrive."""
     consumer = confluent_kafka.Consumer({
         "bootstrap.servers": bootstrap,
-        "group.id": group or f"check-{topic}-{time.monotonic_ns()}",
-        "auto.offset.reset": "earliest",
+        "group.id": "independent-check",
         "enable.auto.commit": False,
     })
-    consumer.subscribe([topic])
     out = []
     deadline = time.monotonic() + timeout
     try:
+        while True:
+            meta = consumer.list_topics(topic, timeout=5).topics.get(topic)
+            if meta is not None and meta.partitions:
+                break
+            if time.monotonic() > deadline:
+                return out
+            time.sleep(0.1)
+        consumer.assign([confluent_kafka.TopicPartition(topic, p, confluent_kafka.OFFSET_BEGINNING)
+                         for p in meta.partitions])
         while len(out) < n and time.monotonic() < deadline:
             msg = consumer.poll(0.2)
             if msg is None or msg.error():

@@ -1,0 +1,133 @@
+"""Benchmark students on the real sustainability/v1 oracle set (7,608 articles, 8 dimensions).
+
+    .venv/bin/python benchmarks/train_sustainability.py [--students lexical,probe,stack] [--limit N]
+
+A fixed seeded split (80/10/10, stratified by overall-score bins, grouped by URL and near-duplicates),
+calibration fitted on validation, every figure on test. Writes benchmarks/results/train_sustainability.json
+and .md. Probe embeddings are cached under build/embeddings (the first run embeds every article once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from distillery.calibration import Calibration  # noqa: E402
+from distillery.filters import load_filter  # noqa: E402
+from distillery.students import make_student  # noqa: E402
+from services.trainer.datasets import build_dataset, records_from_jsonl  # noqa: E402
+from services.trainer.evaluation import evaluate  # noqa: E402
+
+DATA = Path(os.environ.get("DISTILLERY_ORIGIN_DATA", ROOT.parent / "shared" / "datasets" / "origin")) / \
+    "oracle" / "sustainability__v1__bulk-labeling__gemini.jsonl"
+RESULTS = ROOT / "benchmarks" / "results"
+CACHE = ROOT / "build" / "embeddings"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--students", default="lexical,probe,stack")
+    ap.add_argument("--limit", type=int, default=0, help="use only the first N labels (smoke runs)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--head-tokens", type=int, default=128)
+    ap.add_argument("--tail-tokens", type=int, default=128)
+    ap.add_argument("--name", default="train_sustainability")
+    args = ap.parse_args(argv)
+
+    spec = load_filter(ROOT / "filters" / "sustainability" / "v1")
+    records = records_from_jsonl(DATA)
+    if args.limit:
+        records = records[: args.limit]
+    t0 = time.perf_counter()
+    ds = build_dataset(spec, records, seed=args.seed)
+    build_s = time.perf_counter() - t0
+    tr_x, tr_y = ds.arrays("train")
+    va_x, va_y = ds.arrays("val")
+    te_x, te_y = ds.arrays("test")
+    print(f"dataset {ds.hash}: {len(tr_x)}/{len(va_x)}/{len(te_x)} (built in {build_s:.1f}s); dropped "
+          f"{ds.report['dropped']}", flush=True)
+    results = {"dataset": {"hash": ds.hash, "n_train": len(tr_x), "n_val": len(va_x), "n_test": len(te_x),
+                           "dropped": ds.report["dropped"], "build_seconds": build_s, "seed": args.seed},
+               "students": {}}
+    mean = tr_y.mean(axis=0)
+    results["mean_predictor_test_mae"] = float(np.abs(mean - te_y).mean())
+    preds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def record(name, val_raw, test_raw, fit_s, predict_rate, extra=None):
+        cal = Calibration.fit(val_raw, va_y, spec.dimension_names, coverage=0.9)
+        calibrated, lower, upper = cal.apply(test_raw)
+        rep = evaluate(spec, te_y, test_raw, calibrated, lower, upper, train_mean=mean)
+        preds[name] = (val_raw, test_raw)
+        results["students"][name] = {
+            "test_mae_raw": rep["mae_raw"], "test_mae_calibrated": rep["mae"], "spearman": rep["spearman"],
+            "overall_mae": rep["overall_mae"], "coverage": rep["coverage"], "interval_width": rep["interval_width"],
+            "tier_agreement": rep["tier_agreement"], "recall_at_k": rep["recall_at_k"]["recall"],
+            "fn_rate_medium": rep["medium_or_above"]["false_negative_rate"],
+            "per_dimension_mae_raw": {d: v["mae_raw"] for d, v in rep["dimensions"].items()},
+            "per_dimension_coverage": {d: v["coverage"] for d, v in rep["dimensions"].items()},
+            "fit_seconds": fit_s, "predict_articles_per_s": predict_rate, **(extra or {}),
+        }
+        s = results["students"][name]
+        print(f"{name:>12}: raw {s['test_mae_raw']:.3f} calibrated {s['test_mae_calibrated']:.3f} coverage "
+              f"{s['coverage']:.3f} width {s['interval_width']:.2f} fit {fit_s:.0f}s", flush=True)
+
+    wanted = args.students.split(",")
+    if "lexical" in wanted or "stack" in wanted:
+        student = make_student("lexical", spec.dimension_names)
+        t = time.perf_counter()
+        student.fit(tr_x, tr_y, va_x, va_y)
+        fit_s = time.perf_counter() - t
+        t = time.perf_counter()
+        test_raw = student.predict(te_x)
+        rate = len(te_x) / (time.perf_counter() - t)
+        record("lexical", student.predict(va_x), test_raw, fit_s, rate, {"alphas": student.chosen_alphas})
+    if "probe" in wanted or "stack" in wanted:
+        student = make_student("probe", spec.dimension_names, head_tokens=args.head_tokens,
+                               tail_tokens=args.tail_tokens, cache_dir=CACHE)
+        t = time.perf_counter()
+        last = [0.0]
+
+        def progress(done, total):
+            if time.perf_counter() - last[0] > 30:
+                last[0] = time.perf_counter()
+                print(f"  embedding {done}/{total}", flush=True)
+
+        X = student.embed(tr_x, progress)
+        Xv, Xt = student.embed(va_x, progress), student.embed(te_x, progress)
+        embed_s = time.perf_counter() - t
+        t = time.perf_counter()
+        student.fit_embeddings(X, tr_y, Xv, va_y)
+        fit_s = time.perf_counter() - t
+        record("probe", student.predict_embeddings(Xv), student.predict_embeddings(Xt), fit_s, 0.0,
+               {"embed_seconds_uncached_or_cached": embed_s, "tokens": args.head_tokens + args.tail_tokens})
+    if "stack" in wanted and "lexical" in preds and "probe" in preds:
+        v = (preds["lexical"][0] + preds["probe"][0]) / 2
+        t_ = (preds["lexical"][1] + preds["probe"][1]) / 2
+        record("mean_lex_probe", v, t_, 0.0, 0.0)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(results, indent=2, default=float))
+    lines = [f"# {args.name}", "", f"dataset `{ds.hash}` train/val/test {len(tr_x)}/{len(va_x)}/{len(te_x)}; "
+             f"mean predictor test MAE {results['mean_predictor_test_mae']:.3f}", "",
+             "| student | test MAE raw | calibrated | coverage (90% target) | mean interval width | fit s |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, s in results["students"].items():
+        lines.append(f"| {name} | {s['test_mae_raw']:.3f} | {s['test_mae_calibrated']:.3f} | {s['coverage']:.3f} | "
+                     f"{s['interval_width']:.2f} | {s['fit_seconds']:.0f} |")
+    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
