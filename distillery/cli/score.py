@@ -37,6 +37,9 @@ def score(
     job_id: Annotated[str | None, typer.Option("--job-id", help="job id (default: derived from filter, source "
                                                "and oracle, so a rerun resumes the same job)")] = None,
     no_prefilter: Annotated[bool, typer.Option("--no-prefilter", help="send every article to the oracle")] = False,
+    batch: Annotated[bool, typer.Option("--batch", help="use the provider's batch API (OpenAI/Anthropic: half "
+                                        "price, results within hours; also on when the oracle sets batch: true)")]
+    = False,
     seed: Annotated[int, typer.Option("--seed", help="seed of the synthetic corpus")] = 0,
     config: Annotated[Path | None, typer.Option("--config", help="YAML config (oracle_gateway: section)")] = None,
     filters_dir: Annotated[Path | None, typer.Option("--filters-dir", help="folder of filter packages")] = None,
@@ -49,8 +52,8 @@ def score(
     from distillery.filters import FilterCatalog, FilterSpecError, UnknownFilterError
     from services.oracle_gateway.config import OracleGatewaySettings
     from services.oracle_gateway.engine import OracleEngine
-    from services.oracle_gateway.jobs import JobProgress, dry_run as estimate, iter_source, job_id_for, \
-        prefilter_for, run_job
+    from services.oracle_gateway.jobs import JobProgress, iter_source, job_id_for, prefilter_for, run_job
+    from services.oracle_gateway.jobs import dry_run as estimate
 
     n = count if count is not None else articles
     try:
@@ -98,8 +101,14 @@ def score(
             ticker = threading.Thread(target=refresh, daemon=True)
             ticker.start()
             try:
-                run_job(engine, spec, source_iter, oracle_name, job, workers or cfg.max_concurrency, budget, passes,
-                        progress)
+                if batch or cfg.batch:
+                    from services.oracle_gateway.batch import run_batch_job
+
+                    run_batch_job(engine, spec, source_iter, oracle_name, job, budget, passes=passes,
+                                  progress=progress)
+                else:
+                    run_job(engine, spec, source_iter, oracle_name, job, workers or cfg.max_concurrency, budget,
+                            passes, progress)
             finally:
                 finished.set()
                 ticker.join()

@@ -73,7 +73,7 @@ def handle_errors(method):
             try:
                 yield from method(self, request, context)
             except Exception as exc:  # noqa: BLE001 - every error must become a status
-                if _already_aborted(exc):
+                if _already_aborted(exc, context):
                     raise
                 code, message = status_for(exc)
                 context.abort(code, message)
@@ -85,7 +85,7 @@ def handle_errors(method):
         try:
             return method(self, request, context)
         except Exception as exc:  # noqa: BLE001
-            if _already_aborted(exc):
+            if _already_aborted(exc, context):
                 raise
             code, message = status_for(exc)
             context.abort(code, message)
@@ -93,6 +93,12 @@ def handle_errors(method):
     return wrapper
 
 
-def _already_aborted(exc: BaseException) -> bool:
-    # context.abort raises a bare Exception subclass internal to grpc; let it through unchanged.
-    return type(exc).__module__.startswith("grpc") or isinstance(exc, grpc.RpcError)
+def _already_aborted(exc: BaseException, context) -> bool:
+    """True when the handler already chose a status (``context.abort`` raises a bare ``Exception``)."""
+    if isinstance(exc, grpc.RpcError):
+        return True
+    try:
+        code = context.code()
+    except Exception:  # noqa: BLE001 - older grpcio or a test double without code()
+        code = None
+    return code is not None and code != grpc.StatusCode.OK

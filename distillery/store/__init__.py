@@ -1,5 +1,11 @@
 """Persistent state shared by services: the oracle label store."""
 
-from distillery.store.labels import IMPORTED_PROMPT_HASH, CostRow, LabelledArticle, LabelStore, parse_filter_ref
+from distillery.store.labels import (
+    IMPORTED_PROMPT_HASH,
+    CostRow,
+    LabelledArticle,
+    LabelStore,
+    parse_filter_ref,
+)
 
 __all__ = ["IMPORTED_PROMPT_HASH", "CostRow", "LabelStore", "LabelledArticle", "parse_filter_ref"]

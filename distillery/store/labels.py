@@ -215,7 +215,7 @@ class LabelStore:
         with self._lock:
             self._conn.close()
 
-    def __enter__(self) -> LabelStore:
+    def __enter__(self) -> LabelStore:  # noqa: PYI034 - Python 3.10 has no typing.Self
         return self
 
     def __exit__(self, *exc) -> None:
@@ -294,7 +294,12 @@ class LabelStore:
                   label.usage.cost_usd, label.temperature, label.latency_seconds, raw_response,
                   _REASONS.get(label.reason, "LABEL_REASON_UNSPECIFIED"), job_id, label.created_at or utc_now()]
         key = ["article_id", "filter_name", "filter_version", "prompt_hash", "oracle_model"]
-        self._transaction([self._article_statement(article), (self._dialect.upsert("labels", columns, key), values)])
+        statements = [self._article_statement(article), (self._dialect.upsert("labels", columns, key), values)]
+        if oracle:  # a label made after an earlier failure supersedes its dead letter
+            clear = ("DELETE FROM dead_letters WHERE article_id = ? AND filter_name = ? AND filter_version = ? "
+                     "AND oracle = ?")
+            statements.append((clear, [article.id, label.filter.name, label.filter.version, oracle]))
+        self._transaction(statements)
 
     def put_dead_letter(self, article: article_pb2.Article, filter_name: str, filter_version: int, oracle: str,
                         error_code: str, error: str, raw_response: str = "", attempts: int = 0,
@@ -309,8 +314,9 @@ class LabelStore:
                            (self._dialect.upsert("dead_letters", columns, key), values)])
 
     def clear_dead_letter(self, article_id: str, filter_name: str, filter_version: int, oracle: str) -> None:
-        self._transaction([("DELETE FROM dead_letters WHERE article_id = ? AND filter_name = ? AND "
-                            "filter_version = ? AND oracle = ?", [article_id, filter_name, filter_version, oracle])])
+        statement = ("DELETE FROM dead_letters WHERE article_id = ? AND filter_name = ? AND filter_version = ? "
+                     "AND oracle = ?")
+        self._transaction([(statement, [article_id, filter_name, filter_version, oracle])])
 
     def dead_letters(self, filter_name: str | None = None) -> list[dict[str, Any]]:
         where, params = ("WHERE filter_name = ?", [filter_name]) if filter_name else ("", [])
@@ -350,7 +356,7 @@ class LabelStore:
             usage=common_pb2.Usage(input_tokens=int(row[20]), cached_input_tokens=int(row[21]),
                                    output_tokens=int(row[22]), cost_usd=float(row[18])),
             temperature=float(row[23]), latency_seconds=float(row[24]), created_at=row[19],
-            reason=oracle_pb2.LabelReason.Value(row[25]) if row[25] in oracle_pb2.LabelReason.keys() else 0,
+            reason=oracle_pb2.LabelReason.Value(row[25]) if row[25] in _REASONS.values() else 0,
         )
 
     def get(self, article_id: str, filter_name: str, filter_version: int, prompt_hash: str,

@@ -72,6 +72,7 @@ class RegistrySource:
         self.threads = threads
         self.cascade = cascade
         self._encoders: dict[tuple, EncoderBackend] = {}
+        self.last_int8_mae: float | None = None
 
     def promoted(self, spec: FilterSpec) -> dict[str, ModelRef]:
         info = self.registry.promoted(spec.name)
@@ -96,18 +97,47 @@ class RegistrySource:
         max_tokens = spec.student.truncation.max_tokens
         if info.kind == "probe" and self.backend in ("torch", "onnx"):
             p = loaded.student.params
-            return RegistryModel(loaded, self._encoder(p["encoder"], int(p["head_tokens"]), int(p["tail_tokens"])),
-                                 max_tokens)
+            key = (p["encoder"], int(p["head_tokens"]), int(p["tail_tokens"]))
+            encoder = self._encoder(*key, quantize=self.quantize)
+            if self.backend == "onnx" and self.quantize:
+                encoder = self._guard_int8(spec, loaded, key, encoder)
+            return RegistryModel(loaded, encoder, max_tokens)
         if info.kind == "finetune" and self.backend == "vllm":
             from services.inference.backends.vllm_backend import VllmModel
 
             return VllmModel.from_loaded(loaded, device=self.device)
         return RegistryModel(loaded, None, max_tokens)
 
-    def _encoder(self, name: str, head: int, tail: int) -> EncoderBackend:
-        key = (name, head, tail)
+    def _encoder(self, name: str, head: int, tail: int, quantize: bool = False) -> EncoderBackend:
+        key = (name, head, tail, quantize)
         if key not in self._encoders:  # probes of several filters share one encoder (and its weights)
             self._encoders[key] = make_encoder(
                 self.backend, name, head, tail, device=self.device, max_batch_tokens=self.max_batch_tokens,
-                onnx_dir=self.onnx_dir, quantize=self.quantize, threads=self.threads)
+                onnx_dir=self.onnx_dir, quantize=quantize, threads=self.threads)
         return self._encoders[key]
+
+    def _guard_int8(self, spec: FilterSpec, loaded, key: tuple, int8: EncoderBackend) -> EncoderBackend:
+        """Serve the int8 encoder only if this head's scores stay within INT8_MAX_MAE of fp32 on probe texts."""
+        fp32 = self._encoder(*key, quantize=False)
+        mae = int8_agreement(spec, loaded.student, fp32, int8)
+        self.last_int8_mae = mae
+        if mae <= INT8_MAX_MAE:
+            logger.info("int8 encoder accepted", extra={"fields": {"filter": spec.ref, "mae": round(mae, 4)}})
+            return int8
+        logger.warning("int8 encoder moves this head's scores too much; serving fp32 ONNX instead",
+                       extra={"fields": {"filter": spec.ref, "mae": round(mae, 4), "limit": INT8_MAX_MAE}})
+        return fp32
+
+
+INT8_MAX_MAE = 0.02
+
+
+def int8_agreement(spec: FilterSpec, probe, fp32: EncoderBackend, int8: EncoderBackend, n: int = 48) -> float:
+    """Mean absolute difference (0-10 scale) of a probe's scores through the two encoders on synthetic texts."""
+    from distillery.students.manifest import compose_text
+    from distillery.synthetic import generate
+
+    texts = [compose_text(r["title"], r.get("text") or r.get("content", "")) for r in generate(spec, n, seed=7)]
+    a = np.clip(probe.predict_embeddings(fp32.embed(texts)), 0, 10)
+    b = np.clip(probe.predict_embeddings(int8.embed(texts)), 0, 10)
+    return float(np.abs(a - b).mean())

@@ -45,6 +45,8 @@ def main(argv=None) -> int:
     parser.add_argument("--redis-url", help="share rate limits and budgets across replicas")
     parser.add_argument("--default-oracle", help="oracle used when a request names none")
     parser.add_argument("--kafka-bootstrap", help="run the oracle.requests -> oracle.labels stage on this broker")
+    parser.add_argument("--kafka-topic-prefix", help="namespace prepended to topic names")
+    parser.add_argument("--kafka-group", help="consumer group of the stage")
     return service_main("oracle", OracleGatewaySettings, build, argv, parser=parser)
 
 

@@ -40,7 +40,7 @@ class BatchAPI:
 
     def __init__(self, provider):
         if not isinstance(provider, (OpenAIProvider, AnthropicProvider)):
-            raise ValueError(f"batch mode needs an openai or anthropic oracle, not {provider.kind!r}")
+            raise TypeError(f"batch mode needs an openai or anthropic oracle, not {provider.kind!r}")
         self.provider = provider
 
     def submit(self, items: list[tuple[str, ProviderRequest]]) -> str:
@@ -87,7 +87,7 @@ class BatchAPI:
             return out
         info, _ = p.request_json("GET", f"/v1/messages/batches/{batch_id}")
         url = info["results_url"]
-        path = url[len(p.base_url):] if url.startswith(p.base_url) else url
+        path = url.removeprefix(p.base_url)
         for line in filter(None, (x.strip() for x in self._text(path).splitlines())):
             item = json.loads(line)
             result = item.get("result") or {}
@@ -122,7 +122,7 @@ def run_batch_job(engine: OracleEngine, spec: FilterSpec, articles: Iterable[art
                                       version=spec.version), oracle=oracle, job_id=job_id,
                                       reason=oracle_pb2.LABEL_REASON_TRAINING)
         try:
-            art, _spec, orc, _phash, prompt, temperature, stored = engine.prepare(req)
+            art, _spec, _oracle, _phash, prompt, temperature, stored = engine.prepare(req)
         except InvalidArticleError as exc:
             progress.invalid += 1
             progress.errors.append(str(exc))

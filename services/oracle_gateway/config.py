@@ -121,7 +121,10 @@ class OracleGatewaySettings(ServiceSettings):
     filter_budgets_usd: dict[str, float] = Field(default_factory=dict, description="Total spend cap per filter.")
     job_budget_usd: float = Field(default=0.0, ge=0, description="Default cap per job id; 0 = none.")
     kafka_bootstrap: str = Field(default="", description="Run the oracle.requests -> oracle.labels stage.")
-    kafka_group: str = Field(default="oracle-gateway")
+    kafka_group: str = Field(default="distillery-oracle-gateway", description="Consumer group of the stage.")
+    kafka_topic_prefix: str = Field(default="", description="Namespace prepended to every topic name.")
+    kafka_batch: int = Field(default=64, ge=1, description="Records polled (and labelled concurrently) at once.")
+    kafka_create_topics: bool = Field(default=True, description="Create the stage's topics when missing.")
     stage_concurrency: int = Field(default=16, ge=1, description="Requests the Kafka stage labels at once.")
 
     @model_validator(mode="after")

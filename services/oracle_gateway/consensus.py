@@ -32,6 +32,7 @@ class PairStats:
     mae_mean: float
     pearson_mean: float | None
     mean_shift_b_minus_a: float
+    pearson_of_dimension_means: float | None = None
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
@@ -51,12 +52,15 @@ class AgreementReport:
                 "pairs": [p.as_dict() for p in self.pairs], "vs_consensus": [p.as_dict() for p in self.vs_consensus]}
 
     def markdown(self) -> str:
-        lines = [f"### {self.filter_ref}: {len(self.models)} oracles, {self.articles_with_two_or_more} articles "
-                 "labelled by 2+", "", "| a | b | n | MAE (mean of dims) | Pearson (mean of dims) | shift b-a |",
-                 "|---|---|---|---|---|---|"]
+        lines = [(f"### {self.filter_ref}: {len(self.models)} oracles, {self.articles_with_two_or_more} articles "
+                  "labelled by 2+"), "",
+                 "| a | b | n | MAE (mean of dims) | Pearson (mean of dims) | Pearson of dim means | shift b-a |",
+                 "|---|---|---|---|---|---|---|"]
         for p in self.pairs + self.vs_consensus:
             pearson = "n/a" if p.pearson_mean is None else f"{p.pearson_mean:.3f}"
-            lines.append(f"| {p.a} | {p.b} | {p.n} | {p.mae_mean:.3f} | {pearson} | {p.mean_shift_b_minus_a:+.3f} |")
+            r_means = "n/a" if p.pearson_of_dimension_means is None else f"{p.pearson_of_dimension_means:.3f}"
+            lines.append(f"| {p.a} | {p.b} | {p.n} | {p.mae_mean:.3f} | {pearson} | {r_means} | "
+                         f"{p.mean_shift_b_minus_a:+.3f} |")
         return "\n".join(lines)
 
 
@@ -82,8 +86,13 @@ def compare(a: str, b: str, rows_a: dict[str, dict[str, float]], rows_b: dict[st
         pearson[dim] = None if r is None else round(r, 4)
         shifts.append(float((y - x).mean()))
     valid = [v for v in pearson.values() if v is not None]
+    # Pearson between the articles' unweighted means over dimensions (the first version's summary figure).
+    means_a = np.array([statistics.fmean(rows_a[i][d] for d in dims if d in rows_a[i]) for i in shared])
+    means_b = np.array([statistics.fmean(rows_b[i][d] for d in dims if d in rows_b[i]) for i in shared])
+    r_means = _pearson(means_a, means_b)
     return PairStats(a, b, len(shared), mae, pearson, round(statistics.fmean(mae.values()), 4),
-                     round(statistics.fmean(valid), 4) if valid else None, round(statistics.fmean(shifts), 4))
+                     round(statistics.fmean(valid), 4) if valid else None, round(statistics.fmean(shifts), 4),
+                     None if r_means is None else round(r_means, 4))
 
 
 def agreement(store: LabelStore, filter_name: str, filter_version: int | None = None,

@@ -27,7 +27,13 @@ from dataclasses import dataclass, field
 
 from distillery.articles import content_hash, validate
 from distillery.filters import FilterCatalog
-from distillery.filters.prompt import output_json_schema, prompt_hash, render_prompt
+from distillery.filters.prompt import (
+    ARTICLE,
+    format_article,
+    output_json_schema,
+    prompt_hash,
+    render_template,
+)
 from distillery.filters.spec import FilterSpec
 from distillery.logs import log
 from distillery.rpc.errors import BudgetExhaustedError, NotFoundError
@@ -98,6 +104,9 @@ class OracleEngine:
         self._sleep = sleep
         self._rng = random.Random()
         self._oracles: dict[str, _Oracle] = {}
+        self._flights: dict[tuple, threading.Event] = {}
+        self._templates: dict[tuple[str, int], tuple[str, str]] = {}
+        self._flights_lock = threading.Lock()
         configs = dict(settings.oracles)
         configs.setdefault("synthetic", OracleConfig(kind="synthetic"))
         for name, cfg in configs.items():
@@ -126,6 +135,24 @@ class OracleEngine:
         self.cache.close()
         self.store.close()
 
+    # -- prompts -------------------------------------------------------------------------------------
+    def _template(self, spec: FilterSpec) -> tuple[str, str]:
+        """(rendered template, prompt hash) of a spec, computed once (specs are immutable once loaded)."""
+        key = (spec.name, spec.version)
+        cached = self._templates.get(key)
+        if cached is None:
+            cached = self._templates[key] = (render_template(spec), prompt_hash(spec))
+        return cached
+
+    def prompt_hash(self, spec: FilterSpec) -> str:
+        return self._template(spec)[1]
+
+    def render(self, spec: FilterSpec, article: article_pb2.Article) -> str:
+        """The full prompt for one article (same result as distillery.filters.render_prompt)."""
+        text = format_article(article.title, article.text, article.source, article.published_at,
+                              spec.oracle.max_article_chars)
+        return self._template(spec)[0].replace(ARTICLE, text)
+
     # -- resolution ----------------------------------------------------------------------------------
     def oracle_names(self) -> list[str]:
         return sorted(self._oracles)
@@ -145,7 +172,7 @@ class OracleEngine:
     def estimate(self, spec: FilterSpec, article: article_pb2.Article, oracle_name: str = "") -> tuple[int, int, float]:
         """(input tokens, output tokens, USD) expected for one article: for dry runs and budget reservations."""
         oracle = self.resolve_oracle(oracle_name, spec)
-        prompt = render_prompt(spec, article.title, article.text, article.source, article.published_at)
+        prompt = self.render(spec, article)
         return self._estimate(oracle, spec, prompt)
 
     def _estimate(self, oracle: _Oracle, spec: FilterSpec, prompt: str) -> tuple[int, int, float]:
@@ -163,13 +190,29 @@ class OracleEngine:
         validate(article, self.settings.max_text_bytes)
         spec = self.catalog.get(request.filter.name, request.filter.version)
         oracle = self.resolve_oracle(request.oracle, spec)
-        phash = prompt_hash(spec)
+        phash = self.prompt_hash(spec)
+        # Single flight: a second request for a label being made right now waits for it instead of paying.
+        flight_key = (article.id, spec.name, spec.version, phash, oracle.name)
+        while True:
+            with self._flights_lock:
+                running = self._flights.get(flight_key)
+                if running is None:
+                    self._flights[flight_key] = threading.Event()
+                    break
+            running.wait()
+        try:
+            return self._label(request, article, spec, oracle, phash, t0)
+        finally:
+            with self._flights_lock:
+                self._flights.pop(flight_key).set()
+
+    def _label(self, request, article, spec, oracle, phash, t0) -> oracle_pb2.OracleLabel:
         stored = self.store.find(article.id, spec.name, spec.version, phash, oracle.name)
         if stored is not None:
             metrics.CACHE_HITS.labels("store").inc()
             metrics.REQUESTS.labels(oracle.provider.kind, stored.oracle_model, "cached").inc()
             return self._as_cached(stored)
-        prompt = render_prompt(spec, article.title, article.text, article.source, article.published_at)
+        prompt = self.render(spec, article)
         temperature = oracle.cfg.temperature if oracle.cfg.temperature is not None else spec.oracle.temperature
         ckey = cache_key(oracle.provider.kind, oracle.provider.model, phash, content_hash(article.title, article.text))
         hit = self.cache.get(ckey)
@@ -218,9 +261,9 @@ class OracleEngine:
         validate(article, self.settings.max_text_bytes)
         spec = self.catalog.get(request.filter.name, request.filter.version)
         oracle = self.resolve_oracle(request.oracle, spec)
-        phash = prompt_hash(spec)
+        phash = self.prompt_hash(spec)
         stored = self.store.find(article.id, spec.name, spec.version, phash, oracle.name)
-        prompt = render_prompt(spec, article.title, article.text, article.source, article.published_at)
+        prompt = self.render(spec, article)
         temperature = oracle.cfg.temperature if oracle.cfg.temperature is not None else spec.oracle.temperature
         return article, spec, oracle, phash, prompt, temperature, stored
 
@@ -230,9 +273,14 @@ class OracleEngine:
         Raises ResponseInvalidError when the answer is unusable (the caller re-asks synchronously).
         """
         article, spec, oracle, phash, _prompt, temperature, _stored = self.prepare(request)
-        parsed = parse_response(spec, response.text)
         usage = (response.input_tokens, response.cached_input_tokens, response.output_tokens)
         cost = self.price(oracle, response.model).cost(*usage, batch=True)
+        try:
+            parsed = parse_response(spec, response.text)
+        except ResponseInvalidError:
+            self._account(oracle, spec, response.model, usage, cost)  # paid for, even though unusable
+            metrics.REQUESTS.labels(oracle.provider.kind, response.model, "invalid_response").inc()
+            raise
         label = self._make_label(article, spec, phash, oracle, response.model, parsed.scores, parsed.evidence,
                                  usage, cost, temperature, 0.0, request.reason)
         self.store.put(article, label, response.raw or response.text, oracle=oracle.name, job_id=request.job_id)

@@ -28,7 +28,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-_SCHEMA = re.compile(r"JSON Schema:\s*(\{.*\})\s*$", re.M)
+_SCHEMA = re.compile(r"JSON Schema:\s*(\{.*\})\s*$", re.MULTILINE)
 _GEMINI = re.compile(r"^/v1beta/models/([^/:]+):generateContent$")
 CORRECTIVE_PREFIX = "Your previous answer could not be used"
 
@@ -97,7 +97,7 @@ class FakeLLMServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-    def __enter__(self) -> FakeLLMServer:
+    def __enter__(self) -> FakeLLMServer:  # noqa: PYI034 - Python 3.10 has no typing.Self
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -211,7 +211,7 @@ class FakeLLMServer:
                 n = int(self.headers.get("Content-Length") or 0)
                 return self.rfile.read(n) if n else b""
 
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 if not self._authorized():
                     return self._send(401, json.dumps({"error": {"message": "invalid api key"}}))
                 path = self.path.split("?")[0]
@@ -231,7 +231,7 @@ class FakeLLMServer:
                     return self._send(200, json.dumps(batch["anthropic"]))
                 return self._send(404, json.dumps({"error": {"message": f"no route {path}"}}))
 
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 raw = self._body()
                 path = self.path.split("?")[0]
                 if not self._authorized():

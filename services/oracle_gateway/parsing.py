@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from distillery.filters.prompt import NO_EVIDENCE
 from distillery.filters.spec import FilterSpec
 
-_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
+_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 _TRAILING_COMMA = re.compile(r",(\s*[}\]])")
 _PY_LITERALS = {"True": "true", "False": "false", "None": "null"}
 

@@ -31,6 +31,11 @@ class PrefilterSettings(ServiceSettings):
     kafka_batch: int = Field(
         default=500, ge=1, description="Most messages per poll; larger batches amortise flush+commit round trips."
     )
+    detect_language: bool = Field(
+        default=True,
+        description="Kafka stage: detect and fill in the language of articles that have none (about 0.1 ms "
+        "per article; language rules detect it anyway when they need it).",
+    )
     kafka_create_topics: bool = Field(
         default=True, description="Create the stage's topics at start when they do not exist."
     )

@@ -23,12 +23,18 @@ import ahocorasick_rs
 
 from distillery.filters import FilterSpecError, UnknownFilterError
 from distillery.filters.spec import FilterSpec
-from services.prefilter.literals import expand_literals, required_literals, starts_with_boundary
+from services.prefilter.literals import (
+    expand_literals,
+    match_width,
+    prefix_literals,
+    required_literals,
+    starts_with_boundary,
+)
 from services.prefilter.text import Window, is_word_char, make_window, normalise_term
 
 # Keyword roles.
 EXCL, EXC, POS, REQ = 0, 1, 2, 3
-LANG_SAMPLE_CHARS = 400
+LANG_SAMPLE_CHARS = 240
 _PLAIN = re.compile(r"[\w\s'’.&-]+")
 
 
@@ -71,13 +77,14 @@ class _Regex:
     triggers: tuple[int, ...] | None  # trigger ids; None: always run
     title_only: bool
     lead_boundary: bool  # the pattern's leading \b was removed from ``compiled`` and is checked here
+    anchored: bool = False  # every match starts with a trigger: try ``match`` at the trigger positions only
+    width: int = -1  # longest possible match (no lookarounds); >= 0: search only around trigger positions
 
-    def search(self, s: str, endpos: int) -> re.Match | None:
+    def search(self, s: str, endpos: int, pos: int = 0) -> re.Match | None:
         if not self.lead_boundary:
-            return self.compiled.search(s, 0, endpos)
+            return self.compiled.search(s, pos, endpos)
         # Python's re only uses its fast literal-prefix scan when a pattern does not start with \b;
         # so search without it and check the boundary at each candidate.
-        pos = 0
         while True:
             m = self.compiled.search(s, pos, endpos)
             if m is None:
@@ -88,6 +95,7 @@ class _Regex:
             pos = st + 1
 
 
+_LOOKAROUND = re.compile(r"\(\?<?[=!]")
 _UPPER_OUTSIDE_ESCAPE = re.compile(r"(?<!\\)[A-Z]")
 
 
@@ -235,14 +243,24 @@ class PrefilterEngine:
                 for literal, lb, rb in literals:
                     self._literal(fi, role, ci, literal, lb, rb, title_only, literal, where)
                 return
-        lead_boundary = pattern.startswith("\\b") and starts_with_boundary(pattern, flags)
-        if lead_boundary:
-            compiled = re.compile(pattern[2:], flags)
-        elif flags != compiled.flags & re.IGNORECASE:
+        if flags != compiled.flags & re.IGNORECASE:
             compiled = re.compile(pattern, flags)
-        literals = required_literals(pattern, flags)
-        triggers = tuple(sorted(self._trigger(lit) for lit in literals)) if literals else None
-        rx = _Regex(fi, role, ci, term or pattern, compiled, folded, triggers, title_only, lead_boundary)
+        prefixes = prefix_literals(pattern, flags)
+        if prefixes:
+            # Matches start at a literal the automaton reports: match there instead of searching.
+            triggers = tuple(sorted(self._trigger(lit) for lit in prefixes))
+            rx = _Regex(fi, role, ci, term or pattern, compiled, folded, triggers, title_only, False, True)
+        else:
+            lead_boundary = pattern.startswith("\\b") and starts_with_boundary(pattern, flags)
+            if lead_boundary:
+                compiled = re.compile(pattern[2:], flags)
+            literals = required_literals(pattern, flags)
+            triggers = tuple(sorted(self._trigger(lit) for lit in literals)) if literals else None
+            rx = _Regex(fi, role, ci, term or pattern, compiled, folded, triggers, title_only, lead_boundary)
+            if triggers is not None and not _LOOKAROUND.search(pattern) and "^" not in pattern:
+                width = match_width(pattern, flags)
+                if width is not None and width < 500:
+                    rx.width = width
         self.filters[fi].regexes.append(rx)
         if triggers is None:
             self._always.append(rx)
@@ -329,21 +347,30 @@ class PrefilterEngine:
         source_type: str = "",
         language: str = "",
         filters: Sequence[int] | None = None,
+        detect_language: bool = False,
+        apply_length: bool = True,
     ) -> CheckResult:
-        """Evaluate the selected filters (indices from :meth:`select`; None: all) on one article."""
+        """Evaluate the selected filters (indices from :meth:`select`; None: all) on one article.
+
+        The language is detected when ``language`` is empty and a selected filter has language rules,
+        or always with ``detect_language`` (the stage fills it in for downstream stages).
+        ``apply_length=False`` skips the length rules (evaluation of records kept as titles only).
+        """
         selected = self._all if filters is None else filters
         if not selected:
             return CheckResult(language, [])
         window = make_window(title, text, self._max_scan)
         acc, npos, first_pos = self._scan(window, selected)
         lang = _language_of(language) if language else ""
-        if not lang and any(self.filters[fi].languages for fi in selected):
-            lang = detect_language(window.text[window.title_end + 1:window.title_end + 1 + LANG_SAMPLE_CHARS]
+        if not lang and (detect_language or any(self.filters[fi].languages for fi in selected)):
+            lang = guess_language(window.text[window.title_end + 1:window.title_end + 1 + LANG_SAMPLE_CHARS]
                                    or window.text)
         domains = self._domain_hits(url) if self._domains else None
         st = source_type.strip().lower()
         raw_len = len(text)
         clean_len = window.body_chars if window.body_chars >= 0 else raw_len
+        if not apply_length:
+            raw_len, clean_len = 0, 1 << 62
         verdicts = [self._decide(fi, acc, npos, first_pos, domains, st, raw_len, clean_len, lang) for fi in selected]
         return CheckResult(lang, verdicts)
 
@@ -366,6 +393,7 @@ class PrefilterEngine:
     def _scan(self, w: Window, selected: Sequence[int]):
         folded, text = w.folded, w.text
         n = len(folded)
+        same_len = n == len(text)
         tef, tet = w.title_end_folded, w.title_end
         nf = len(self.filters)
         wanted = [False] * nf
@@ -377,14 +405,18 @@ class PrefilterEngine:
         npos = [0] * nf
         first_pos = [""] * nf
         seen_bounded: set[int] = set()
-        triggers: set[int] = set()
+        triggers: dict[int, list[int]] = {}  # trigger id -> start positions in the folded window
         uses = self._uses
         payloads = self._payloads
         if self._automaton is not None:
             for pi, start, end in self._automaton.find_matches_as_indexes(folded, overlapping=True):
                 bid, tid, lb, rb = payloads[pi]
                 if tid >= 0:
-                    triggers.add(tid)
+                    positions = triggers.get(tid)
+                    if positions is None:
+                        triggers[tid] = [start]
+                    else:
+                        positions.append(start)
                 if bid < 0 or bid in seen_bounded:
                     continue
                 if lb and start > 0 and is_word_char(folded[start - 1]):
@@ -418,9 +450,29 @@ class PrefilterEngine:
             if key in acc:
                 continue
             if rx.folded:
-                m = rx.search(folded, tef if rx.title_only else limits[fi])
+                s, endpos = folded, tef if rx.title_only else limits[fi]
             else:
-                m = rx.search(text, tet if rx.title_only else tet + 1 + self.filters[fi].scan_chars)
+                s, endpos = text, tet if rx.title_only else tet + 1 + self.filters[fi].scan_chars
+            if rx.anchored and (rx.folded or same_len):
+                m = None
+                for pos in sorted(p for t in rx.triggers for p in triggers.get(t, ())):
+                    if pos >= endpos:
+                        break
+                    m = rx.compiled.match(s, pos, endpos)
+                    if m is not None:
+                        break
+            elif rx.width >= 0 and (rx.folded or same_len):
+                # The match contains a trigger, so it lies within ``width`` characters of one.
+                m = None
+                w_ = rx.width
+                for pos in sorted(p for t in rx.triggers for p in triggers.get(t, ())):
+                    if pos >= endpos:
+                        break
+                    m = rx.search(s, min(endpos, pos + w_ + 1), max(0, pos - w_))
+                    if m is not None:
+                        break
+            else:
+                m = rx.search(s, endpos)
             if m is None:
                 continue
             term = m.group(0) or rx.term
@@ -476,7 +528,7 @@ class PrefilterEngine:
 _IDENTIFIER = None
 
 
-def detect_language(sample: str) -> str:
+def guess_language(sample: str) -> str:
     """ISO 639-1 code of ``sample`` with py3langid (model shipped in the package; no download)."""
     global _IDENTIFIER
     if not sample.strip():

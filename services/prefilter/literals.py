@@ -166,3 +166,62 @@ def starts_with_boundary(pattern: str, flags: int = 0) -> bool:
     except re.error:
         return False
     return len(parsed) > 1 and parsed[0] == (_c.AT, _c.AT_BOUNDARY)
+
+
+def _leading(items) -> frozenset[str] | None:
+    """Literals one of which every match of ``items`` starts with (after leading ``\\b``), else None."""
+    items = list(items)
+    while items and items[0] == (_c.AT, _c.AT_BOUNDARY):
+        items = items[1:]
+    if not items:
+        return None
+    op, av = items[0]
+    if op is _c.LITERAL:
+        run = []
+        for op2, av2 in items:
+            if op2 is not _c.LITERAL:
+                break
+            run.append(chr(av2))
+        return frozenset(["".join(run)])
+    if op is _c.SUBPATTERN:
+        if av[1] or av[2]:
+            return None
+        inner = _leading(av[-1])
+        # A group followed by more literals: the group's own leading literals are still a valid prefix set.
+        return inner
+    if op is _c.BRANCH:
+        out: set[str] = set()
+        for branch in av[1]:
+            sub = _leading(branch)
+            if not sub:
+                return None
+            out |= sub
+        return frozenset(out)
+    return None
+
+
+def prefix_literals(pattern: str, flags: int = 0) -> frozenset[str] | None:
+    """Case-folded literals one of which every match *starts* with (a leading ``\\b`` aside).
+
+    With these, the engine runs ``pattern.match`` only at the positions where the automaton saw a
+    prefix, instead of searching the whole window.
+    """
+    try:
+        parsed = _p.parse(pattern, flags)
+    except re.error:
+        return None
+    if parsed.state.flags & re.VERBOSE:
+        return None
+    found = _leading(list(parsed))
+    if not found or min(len(x) for x in found) < MIN_LITERAL:
+        return None
+    return frozenset(x.casefold() for x in found)
+
+
+def match_width(pattern: str, flags: int = 0) -> int | None:
+    """The longest text the pattern can match, or None when unbounded or unknown."""
+    try:
+        _lo, hi = _p.parse(pattern, flags).getwidth()
+    except (re.error, OverflowError):
+        return None
+    return hi if hi < _c.MAXREPEAT else None

@@ -51,6 +51,7 @@ class PrefilterStage(Stage):
         )
         self.engine = engine
         self.max_text_bytes = settings.max_text_bytes
+        self.detect_language = settings.detect_language
 
     def process(self, record):
         try:
@@ -60,7 +61,7 @@ class PrefilterStage(Stage):
             raise
         started = time.perf_counter()
         result = self.engine.check(article.title, article.text, article.url, article.source_type,
-                                   article.language)
+                                   article.language, detect_language=self.detect_language)
         metrics.ARTICLE_SECONDS.observe(time.perf_counter() - started)
         metrics.record(result.verdicts)
         if result.language and not article.language:

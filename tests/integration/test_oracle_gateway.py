@@ -116,3 +116,17 @@ def test_auth_failure_status_and_no_key_in_logs(gateway, catalog, fake):
         label = stub.Label(_request(catalog, 21, oracle="fake-openai"), timeout=20).label
         assert label.provider == "openai"
     assert SECRET not in svc.log_path.read_text()
+
+
+def test_metrics_count_cost_and_requests(gateway, catalog):
+    import urllib.request
+
+    svc, _ = gateway
+    with svc.channel() as channel:
+        oracle_pb2_grpc.OracleServiceStub(channel).Label(_request(catalog, 30, oracle="fake-openai"), timeout=20)
+    text = urllib.request.urlopen(f"http://127.0.0.1:{svc.metrics_port}/metrics", timeout=5).read().decode()
+    cost = [line for line in text.splitlines() if line.startswith("distillery_oracle_cost_usd_total{")]
+    assert any('filter="uplifting"' in line and 'provider="openai"' in line and float(line.split()[-1]) > 0
+               for line in cost)
+    assert 'distillery_oracle_requests_total{model="gpt-4o-mini-2025-01-01",outcome="ok",provider="openai"}' in text
+    assert "distillery_oracle_cache_hits_total" in text and "distillery_oracle_tokens_total" in text

@@ -49,7 +49,7 @@ def test_shared_limit_across_two_gateways(tmp_path, redis_prefix, catalog, filte
             for i in range(2):
                 path = tmp_path / f"c{i}.yaml"
                 path.write_text(yaml.safe_dump(cfg))
-                gateways.append(stack.start(f"oracle_gateway", args=[
+                gateways.append(stack.start("oracle_gateway", args=[
                     "--config", str(path), "--state-dir", str(tmp_path / f"state{i}"),
                     "--filters-dir", str(filters_dir)], log_dir=tmp_path / f"logs{i}"))
                 stack.services[f"g{i}"] = stack.services.pop("oracle_gateway")

@@ -40,7 +40,7 @@ def _score(tmp_path, fake, *args, wait=True):
     env = {**os.environ, "FAKE_KEY": SECRET}
     if not wait:
         return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_dry_run_calls_nothing(tmp_path, fake):

@@ -101,3 +101,20 @@ def test_stop_reports_not_serving(server):
     server.stop(grace=0.5)
     with pytest.raises(grpc.RpcError):
         health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
+
+
+def test_a_handler_that_aborts_itself_keeps_its_status():
+    class Aborting(scoring_pb2_grpc.ScoringServiceServicer):
+        @handle_errors
+        def Score(self, request, context):
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, "not yours")
+
+    settings = ServiceSettings.load(port=0, metrics_port=0, shutdown_grace_seconds=1)
+    srv = GrpcServer("unittest", settings, [ServiceBinding(scoring_pb2_grpc.add_ScoringServiceServicer_to_server,
+                                                           Aborting(), "distillery.v1.ScoringService")]).start()
+    try:
+        with pytest.raises(grpc.RpcError) as info:
+            _stub(srv).Score(_req(), timeout=5)
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED and info.value.details() == "not yours"
+    finally:
+        srv.stop()

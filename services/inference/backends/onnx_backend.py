@@ -54,11 +54,22 @@ def export_encoder(model_path: str, out: Path) -> Path:
 
 
 def quantize_model(src: Path, dst: Path) -> Path:
+    """Dynamic int8 of the weight MatMuls only, per output channel.
+
+    Quantising everything (the default, including activation x activation attention products and the
+    embedding gather) moved probe scores by ~0.4 MAE here; weights-only per-channel keeps them near 0.02.
+    """
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    graph = onnx.load(str(src), load_external_data=False).graph
+    weights = {i.name for i in graph.initializer}
+    activation_matmuls = [n.name for n in graph.node
+                          if n.op_type == "MatMul" and not any(x in weights for x in n.input)]
     fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=dst.parent)
     os.close(fd)
-    quantize_dynamic(str(src), tmp, weight_type=QuantType.QInt8)
+    quantize_dynamic(str(src), tmp, weight_type=QuantType.QInt8, per_channel=True,
+                     op_types_to_quantize=["MatMul"], nodes_to_exclude=activation_matmuls)
     Path(tmp).replace(dst)
     return dst
 

@@ -28,13 +28,15 @@ from services.oracle_gateway.providers.base import Provider, ProviderRequest, Pr
 SYNTHETIC_MODEL = "synthetic-oracle-v1"
 _WORD = re.compile(r"[a-z][a-z\-]{4,}")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
-_STOP = frozenset(
-    "about above after again against among around because before being below between could doing during "
-    "every further having itself might other others their there these those through under until which while "
-    "would should score scores article articles shows little evidence clear strong major minor small large "
-    "some many more most very with without within into from this that have than then them they what when where "
-    "whose".split()
-)
+_STOP = frozenset({
+    "about", "above", "after", "again", "against", "among", "around", "because", "before", "being", "below",
+    "between", "could", "doing", "during", "every", "further", "having", "itself", "might", "other",
+    "others", "their", "there", "these", "those", "through", "under", "until", "which", "while", "would",
+    "should", "score", "scores", "article", "articles", "shows", "little", "evidence", "clear", "strong",
+    "major", "minor", "small", "large", "some", "many", "more", "most", "very", "with", "without", "within",
+    "into", "from", "this", "that", "have", "than", "then", "them", "they", "what", "when", "where",
+    "whose",
+})
 
 
 def keywords(dim: Dimension) -> set[str]:

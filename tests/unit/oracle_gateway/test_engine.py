@@ -210,3 +210,27 @@ def test_invalid_article(tmp_path, catalog):
         engine.label(oracle_pb2.LabelRequest(article=article_pb2.Article(title="t", text=" "),
                                              filter=common_pb2.FilterRef(name="uplifting")))
     engine.close()
+
+
+def test_concurrent_duplicates_are_paid_once(tmp_path, catalog, fake):
+    from concurrent.futures import ThreadPoolExecutor
+
+    fake.config.latency_seconds = 0.2
+    engine, _ = _engine(tmp_path, catalog, fake)
+    with ThreadPoolExecutor(4) as pool:
+        labels = list(pool.map(lambda _: engine.label(_request(catalog, 0)), range(4)))
+    assert fake.stats["requests"] == 1
+    assert sum(not lab.cached for lab in labels) == 1
+    engine.close()
+
+
+def test_cached_template_renders_the_reference_prompt(tmp_path, catalog):
+    from distillery.filters.prompt import prompt_hash, render_prompt
+
+    engine, _ = _engine(tmp_path, catalog)
+    spec = catalog.get("uplifting")
+    article = _request(catalog).article
+    assert engine.render(spec, article) == render_prompt(spec, article.title, article.text, article.source,
+                                                         article.published_at)
+    assert engine.prompt_hash(spec) == prompt_hash(spec)
+    engine.close()

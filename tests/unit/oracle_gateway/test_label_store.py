@@ -110,6 +110,9 @@ def test_costs_and_dead_letters(store):
     assert [d["article_id"] for d in store.dead_letters("uplifting")] == ["a003"]
     store.clear_dead_letter("a003", "uplifting", 1, "gpt")
     assert store.dead_letters() == []
+    store.put_dead_letter(_article(4), "uplifting", 1, "gpt", "UNAVAILABLE", "HTTP 500", "", 6)
+    store.put(_article(4), _label("a004"), oracle="gpt")  # labelled on a later run: no longer dead
+    assert store.dead_letters() == []
 
 
 def test_put_rejects_incomplete_labels(store):

@@ -1,0 +1,188 @@
+"""``distillery train`` and ``distillery evaluate``: train a student with progress bars; evaluate a model.
+
+Short forms: ``distillery train --filter belonging/v1`` (labels from the label store, student settings
+from the spec) and ``distillery evaluate --filter belonging/v1`` (the promoted model on the frozen test
+split of the dataset it was trained on).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    return typer.Exit(2)
+
+
+def _state_dir(state_dir: Path | None) -> Path:
+    from distillery.config import DEFAULT_STATE_DIR
+
+    return Path(state_dir or os.environ.get("DISTILLERY_STATE_DIR") or DEFAULT_STATE_DIR)
+
+
+def _catalog(filters_dir: Path | None):
+    from distillery.config import DEFAULT_FILTERS_DIR
+    from distillery.filters import FilterCatalog
+
+    root = filters_dir or Path(os.environ.get("DISTILLERY_FILTERS_DIR") or
+                               ("filters" if Path("filters").is_dir() else DEFAULT_FILTERS_DIR))
+    return FilterCatalog.load(root)
+
+
+def _params(pairs: list[str] | None) -> dict[str, str]:
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise _fail(f"--param expects KEY=VALUE, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def train(
+    filter_ref: Annotated[str, typer.Option("--filter", help="Filter to train for: name or name/vN.")],
+    labels: Annotated[Path | None, typer.Option(help="JSONL of labelled articles; default: the label store.")] = None,
+    kind: Annotated[str, typer.Option(help="lexical, probe, ensemble, finetune or multi; default: the spec's.")] = "",
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="Student parameter KEY=VALUE.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the split and the model.")] = 0,
+    promote: Annotated[bool, typer.Option(help="Promote the new version when it is registered.")] = False,
+    state_dir: Annotated[Path | None, typer.Option(help="Local state (registry, datasets, label store).")] = None,
+    registry: Annotated[str, typer.Option(help="Registry path or fsspec URI; default <state>/registry.")] = "",
+    label_store: Annotated[str, typer.Option(help="Label store URL; default <state>/labels.sqlite.")] = "",
+    filters_dir: Annotated[Path | None, typer.Option(help="Folder of filter packages.")] = None,
+    report: Annotated[Path | None, typer.Option(help="Write the test-split report (md, png, json) here.")] = None,
+) -> None:
+    """Train a student on oracle labels, calibrate it on validation, evaluate on test and register it."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from distillery.filters import UnknownFilterError
+    from distillery.students import KINDS
+    from services.trainer.datasets import DatasetError
+    from services.trainer.pipeline import TrainRequest, default_dirs, run_training, summary_json
+
+    if kind and kind not in KINDS:
+        raise _fail(f"unknown student kind {kind!r}; choose one of {', '.join(KINDS)}")
+    if labels is not None and not labels.is_file():
+        raise _fail(f"labels file {labels} does not exist")
+    try:
+        spec = _catalog(filters_dir).resolve(filter_ref)
+    except UnknownFilterError as exc:
+        raise _fail(str(exc)) from None
+    dirs = default_dirs(_state_dir(state_dir))
+    req = TrainRequest(kind=kind, labels_path=str(labels or ""), label_store_url=label_store or
+                       dirs["label_store_url"], seed=seed, params=_params(param), promote=promote,
+                       registry_root=registry or dirs["registry_root"], datasets_dir=dirs["datasets_dir"],
+                       embed_cache_dir=dirs["embed_cache_dir"])
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TimeElapsedColumn(), console=err) as bar:
+        task = bar.add_task("starting", total=1.0)
+        try:
+            summary = run_training(spec, req, lambda p, m: bar.update(task, completed=p, description=m[:70]))
+        except (DatasetError, ValueError) as exc:
+            raise _fail(str(exc)) from None
+    m = summary["metrics"]
+    console.print(f"[bold green]registered[/] {spec.ref} [cyan]{summary.get('model_version', '')}[/]"
+                  + (" [bold](promoted)[/]" if summary.get("promoted") else ""))
+    console.print(f"  test MAE {m['test_mae']:.3f} (raw {m['test_mae_raw']:.3f}, mean predictor "
+                  f"{m['mean_predictor_mae']:.3f}); coverage {m['coverage']:.1%}, width {m['interval_width']:.2f}")
+    if report:
+        from services.trainer.datasets import Dataset
+        from services.trainer.reports import write_report
+
+        name, _, version = spec.ref.partition("/")
+        ds = Dataset.load(Path(req.datasets_dir) / name / version / summary["dataset_hash"])
+        te_x, te_y = ds.arrays("test")
+        calibrated, lower, upper = summary["calibration"].apply(summary["student"].predict(te_x))
+        path = write_report(report, spec, summary["evaluation"], te_y, calibrated, lower, upper,
+                            title="Test split", context={"model": summary.get("model_version", ""),
+                                                         "dataset": summary["dataset_hash"]})
+        console.print(f"  report: {path}")
+    else:
+        console.print_json(summary_json({"metrics": m}))
+
+
+def evaluate(
+    model: Annotated[str, typer.Option(help="Version id, registry folder of a version, or 'promoted'.")] = "promoted",
+    data: Annotated[Path | None, typer.Option(help="JSONL of labelled articles; default: the model's frozen "
+                                                   "test split.")] = None,
+    filter_ref: Annotated[str, typer.Option("--filter", help="Filter (name or name/vN).")] = "",
+    state_dir: Annotated[Path | None, typer.Option(help="Local state (registry, datasets).")] = None,
+    registry: Annotated[str, typer.Option(help="Registry path or fsspec URI; default <state>/registry.")] = "",
+    filters_dir: Annotated[Path | None, typer.Option(help="Folder of filter packages.")] = None,
+    out: Annotated[Path, typer.Option(help="Report folder (report.md, report.json, PNGs).")] = Path("build/eval"),
+) -> None:
+    """Evaluate a registered model: per-dimension MAE/RMSE/Spearman, bands, recall, tiers, coverage."""
+    import numpy as np
+
+    from distillery.registry import ModelRegistry, RegistryError
+    from distillery.students import compose_text
+    from services.trainer.datasets import Dataset, DatasetError, records_from_jsonl
+    from services.trainer.evaluation import evaluate as run_eval
+    from services.trainer.reports import write_report
+
+    dirs_state = _state_dir(state_dir)
+    reg = ModelRegistry(registry or dirs_state / "registry")
+    catalog = _catalog(filters_dir)
+    try:
+        if Path(model).is_dir() and (Path(model) / "manifest.json").exists():
+            manifest = json.loads((Path(model) / "manifest.json").read_text())
+            info = reg.get(manifest["filter_name"], manifest["version_id"]) if not Path(model).is_relative_to(
+                Path(reg.storage.root)) else reg.get(manifest["filter_name"], manifest["version_id"])
+        else:
+            if not filter_ref:
+                candidates = [i for i in reg.list() if i.version_id == model]
+                if model == "promoted" or not candidates:
+                    raise _fail("name the filter with --filter (or give a version id the registry holds)")
+                info = candidates[0]
+            else:
+                name = filter_ref.partition("/")[0]
+                info = reg.promoted(name) if model == "promoted" else reg.get(name, model)
+                if info is None:
+                    raise _fail(f"no promoted model for {name}; promote one or pass --model VERSION")
+    except RegistryError as exc:
+        raise _fail(str(exc)) from None
+    spec = catalog.get(info.filter_name, info.filter_version)
+    loaded = reg.load(info)
+    if data is not None:
+        if not data.is_file():
+            raise _fail(f"data file {data} does not exist")
+        recs = [r for r in records_from_jsonl(data) if all(r.scores.get(d) is not None for d in spec.dimension_names)]
+        if not recs:
+            raise _fail(f"{data} has no records with all dimensions of {spec.ref}")
+        texts = [compose_text(r.title, r.text) for r in recs]
+        y = np.array([[float(r.scores[d]) for d in spec.dimension_names] for r in recs])
+        source = str(data)
+    else:
+        folder = dirs_state / "datasets" / info.filter_name / f"v{info.filter_version}" / info.dataset_hash
+        try:
+            ds = Dataset.load(folder)
+        except DatasetError:
+            raise _fail(f"the dataset {info.dataset_hash} this model was trained on is not in {folder.parent}; "
+                        "pass --data") from None
+        texts, y = ds.arrays("test")
+        source = f"frozen test split of dataset {info.dataset_hash}"
+    with console.status(f"scoring {len(texts)} articles"):
+        raw, calibrated, lower, upper = loaded.predict(texts)
+    result = run_eval(spec, y, raw, calibrated, lower, upper)
+    path = write_report(out, spec, result, y, calibrated, lower, upper, title="Evaluation",
+                        context={"model": info.version_id, "kind": info.kind, "data": source})
+    console.print(f"[bold]{spec.ref}[/] model [cyan]{info.version_id}[/] on {escape(source)}: MAE "
+                  f"[bold]{result['mae']:.3f}[/] (raw {result['mae_raw']:.3f}, mean predictor "
+                  f"{result['mean_predictor_mae']:.3f}), coverage {result.get('coverage', 0):.1%}")
+    console.print(f"report: {path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)
+    app.command("evaluate")(evaluate)

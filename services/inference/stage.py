@@ -1,0 +1,158 @@
+"""Kafka stage: ``articles.candidates`` -> score -> ``articles.scored``; uncertain and audit samples ->
+``oracle.requests``; ``models.events`` -> hot reload.
+
+Delivery is the bus Stage's (process, produce, flush, then commit; at least once). Outputs are keyed so a
+redelivery is idempotent downstream: ``articles.scored`` by article id, ``oracle.requests`` by
+``<article id>:<filter>``. The audit sample is a deterministic hash of (seed, article id, filter), so a
+redelivered article is sampled the same way. Uncertain articles go to the oracle within a per-filter daily
+budget (UTC days, counted in this process).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from distillery.articles import InvalidArticleError, validate
+from distillery.bus import OutMessage, Stage, header, make_consumer, make_headers
+from distillery.bus import headers as h
+from distillery.v1 import common_pb2, events_pb2, oracle_pb2
+
+from services.inference import metrics
+from services.inference.config import InferenceSettings
+from services.inference.engine import ScoringEngine
+from services.inference.models import PRIMARY
+from services.inference.servicer import to_proto
+
+logger = logging.getLogger(__name__)
+
+
+class DailyBudget:
+    """At most ``limit`` uses per key and UTC day."""
+
+    def __init__(self, limit: int, today: Callable[[], str] | None = None):
+        self.limit = limit
+        self.today = today or (lambda: datetime.now(timezone.utc).strftime("%Y-%m-%d"))
+        self._used: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> bool:
+        day = self.today()
+        with self._lock:
+            used = self._used.get((key, day), 0)
+            if used >= self.limit:
+                return False
+            self._used = {k: v for k, v in self._used.items() if k[1] == day}
+            self._used[(key, day)] = used + 1
+            return True
+
+
+def in_audit_sample(seed: str, article_id: str, filter_name: str, rate: float) -> bool:
+    if rate <= 0:
+        return False
+    digest = hashlib.sha256(f"{seed}|{article_id}|{filter_name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < rate
+
+
+class InferenceStage(Stage):
+    def __init__(self, settings: InferenceSettings, engine: ScoringEngine,
+                 on_model_event: Callable[[str], None] | None = None, **kwargs):
+        super().__init__(
+            service="inference", bootstrap=settings.kafka_bootstrap, group_id=settings.consumer_group,
+            input_topics=[settings.candidates_topic],
+            output_topics=[settings.scored_topic, settings.oracle_requests_topic, settings.models_events_topic],
+            **kwargs,
+        )
+        self.settings = settings
+        self.engine = engine
+        self.budget = DailyBudget(settings.uncertain_daily_budget)
+        self.on_model_event = on_model_event
+        self._events_thread: threading.Thread | None = None
+
+    # -- scoring -------------------------------------------------------------------------------------
+    def _filters_of(self, candidate: events_pb2.CandidateArticle, headers) -> list[tuple[str, int]]:
+        refs = [(f.name, f.version) for f in candidate.passed_filters]
+        if not refs:
+            for item in header(headers, h.PASSED_FILTERS).split(","):
+                name, _, version = item.strip().partition("/v")
+                if name:
+                    refs.append((name, int(version) if version.isdigit() else 0))
+        return refs
+
+    def process(self, record):
+        candidate = events_pb2.CandidateArticle()
+        try:
+            candidate.ParseFromString(record.value or b"")
+        except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError; dead-letter it
+            raise InvalidArticleError(f"value is not a CandidateArticle: {exc}") from None
+        article = validate(candidate.article, self.settings.max_text_bytes)
+        trace = header(record.headers, h.TRACE_ID)
+        refs = self._filters_of(candidate, record.headers)
+        slots = [s for s in self.engine.slots.values() if PRIMARY in s.models
+                 and (not refs or any(n == s.spec.name and v in (0, s.spec.version) for n, v in refs))]
+        if not slots:
+            metrics.STAGE_MESSAGES.labels(record.topic, "no_model").inc()
+            return []
+        (results,) = self.engine.score([article], slots)
+        scored = events_pb2.ScoredArticle(article_id=article.id, results=[to_proto(r) for r in results])
+        out = [OutMessage(self.settings.scored_topic, article.id.encode(), scored.SerializeToString(),
+                          make_headers(trace))]
+        for result in results:
+            reason = None
+            if result.uncertain and self.budget.take(result.filter_name):
+                reason = oracle_pb2.LABEL_REASON_UNCERTAIN
+            elif in_audit_sample(self.settings.audit_seed, article.id, result.filter_name, self.settings.audit_rate):
+                reason = oracle_pb2.LABEL_REASON_AUDIT
+            if reason is None:
+                continue
+            request = oracle_pb2.LabelRequest(
+                article=article, reason=reason,
+                filter=common_pb2.FilterRef(name=result.filter_name, version=result.filter_version))
+            out.append(OutMessage(self.settings.oracle_requests_topic, f"{article.id}:{result.filter_name}".encode(),
+                                  request.SerializeToString(), make_headers(trace)))
+            label = "uncertain" if reason == oracle_pb2.LABEL_REASON_UNCERTAIN else "audit"
+            metrics.ORACLE_REQUESTS.labels(result.filter_name, label).inc()
+        metrics.STAGE_MESSAGES.labels(record.topic, "scored").inc()
+        return out
+
+    # -- models.events -------------------------------------------------------------------------------
+    def start(self):
+        super().start()
+        if self.on_model_event is not None:
+            self._events_thread = threading.Thread(target=self._watch_events, name="models-events", daemon=True)
+            self._events_thread.start()
+        return self
+
+    def _watch_events(self) -> None:
+        # Every replica must see every promotion: a group of its own, starting at the newest event.
+        consumer = make_consumer(self.bootstrap, f"{self.group_id}-models-{uuid.uuid4().hex[:8]}",
+                                 [self.settings.models_events_topic], auto_offset_reset="latest",
+                                 enable_auto_commit=True)
+        try:
+            while not self._stop.is_set():
+                batch = consumer.poll(timeout_ms=300)
+                for records in batch.values():
+                    for record in records:
+                        event = events_pb2.ModelPromoted()
+                        try:
+                            event.ParseFromString(record.value or b"")
+                        except Exception:  # noqa: BLE001
+                            metrics.STAGE_MESSAGES.labels(record.topic, "invalid").inc()
+                            continue
+                        metrics.STAGE_MESSAGES.labels(record.topic, "reload").inc()
+                        logger.info("model promoted event", extra={"fields": {
+                            "filter": event.filter.name, "version": event.version}})
+                        self.on_model_event(event.filter.name)
+        except Exception:  # noqa: BLE001 - the registry poll still reloads
+            logger.exception("models.events watcher stopped")
+        finally:
+            consumer.close()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        super().stop(timeout)
+        if self._events_thread is not None:
+            self._events_thread.join(5)

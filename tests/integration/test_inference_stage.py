@@ -1,0 +1,99 @@
+"""The inference Kafka stage in the real service process on a real broker: candidates are scored to
+articles.scored, uncertain ones go to oracle.requests within the daily budget, poison messages to the DLQ.
+confluent-kafka (an independent client) produces the input and reads the outputs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from distillery.articles import from_record
+from distillery.filters import FilterCatalog
+from distillery.runtime.supervisor import start_service
+from distillery.v1 import common_pb2, events_pb2, oracle_pb2
+
+pytestmark = pytest.mark.integration
+
+confluent_kafka = pytest.importorskip("confluent_kafka")
+
+FILTERS = Path(__file__).resolve().parents[2] / "filters"
+
+
+def read_topic(bootstrap, topic, n, timeout=40.0):
+    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": "inference-check",
+                                         "enable.auto.commit": False})
+    out = []
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            meta = consumer.list_topics(topic, timeout=5).topics.get(topic)
+            if meta is not None and meta.partitions and meta.error is None:
+                break
+            if time.monotonic() > deadline:
+                return out
+            time.sleep(0.1)
+        consumer.assign([confluent_kafka.TopicPartition(topic, p, confluent_kafka.OFFSET_BEGINNING)
+                         for p in meta.partitions])
+        while len(out) < n and time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is not None and not msg.error():
+                out.append(msg)
+    finally:
+        consumer.close()
+    return out
+
+
+def test_stage_scores_routes_uncertain_within_budget_and_dead_letters(kafka_bootstrap, kafka_prefix, tmp_path):
+    from distillery.calibration import Calibration
+    from distillery.registry import ModelRegistry
+    from distillery.students import compose_text, make_student
+    from distillery.synthetic import generate, scores_of
+
+    spec = FilterCatalog.load(FILTERS, ["uplifting"]).get("uplifting")
+    records = list(generate(spec, 80, seed=5))
+    texts = [compose_text(r["title"], r.get("text") or "") for r in records]
+    y = np.array([[scores_of(r)[d] for d in spec.dimension_names] for r in records])
+    student = make_student("lexical", spec.dimension_names, filter=spec.name).fit(texts, y)
+    registry = ModelRegistry(tmp_path / "registry")
+    # Identity calibration: 0-10 intervals, wider than the spec's limit, so every result is uncertain.
+    info = registry.register(spec, student, Calibration.identity(spec.dimension_names))
+    registry.promote(spec.name, info.version_id)
+
+    p = kafka_prefix
+    topics = {"CANDIDATES_TOPIC": f"{p}articles.candidates", "SCORED_TOPIC": f"{p}articles.scored",
+              "ORACLE_REQUESTS_TOPIC": f"{p}oracle.requests", "MODELS_EVENTS_TOPIC": f"{p}models.events"}
+    env = {f"DISTILLERY_INFERENCE_{k}": v for k, v in topics.items()}
+    env.update(DISTILLERY_INFERENCE_CONSUMER_GROUP=f"{p}inference", DISTILLERY_INFERENCE_UNCERTAIN_DAILY_BUDGET="3",
+               DISTILLERY_INFERENCE_AUDIT_RATE="0")
+    svc = start_service("inference", args=[
+        "--filters-dir", str(FILTERS), "--filter", "uplifting", "--state-dir", str(tmp_path),
+        "--kafka-bootstrap", kafka_bootstrap, "--log-level", "WARNING"], env=env, log_dir=tmp_path / "logs")
+    try:
+        producer = confluent_kafka.Producer({"bootstrap.servers": kafka_bootstrap})
+        articles = [from_record(r) for r in records[:5]]
+        for a in articles:
+            value = events_pb2.CandidateArticle(article=a, passed_filters=[common_pb2.FilterRef(name="uplifting",
+                                                                                                version=1)])
+            producer.produce(topics["CANDIDATES_TOPIC"], key=a.id.encode(), value=value.SerializeToString())
+        producer.produce(topics["CANDIDATES_TOPIC"], key=b"bad", value=b"\xff\x00 not a protobuf")
+        producer.flush(10)
+
+        scored = read_topic(kafka_bootstrap, topics["SCORED_TOPIC"], 5)
+        assert sorted(m.key().decode() for m in scored) == sorted(a.id for a in articles)
+        first = events_pb2.ScoredArticle.FromString(scored[0].value())
+        assert first.results[0].model_version == info.version_id and first.results[0].uncertain
+
+        requests = read_topic(kafka_bootstrap, topics["ORACLE_REQUESTS_TOPIC"], 5, timeout=8)
+        assert len(requests) == 3, "the daily budget of 3 uncertain requests was not respected"
+        for m in requests:
+            req = oracle_pb2.LabelRequest.FromString(m.value())
+            assert req.reason == oracle_pb2.LABEL_REASON_UNCERTAIN and req.filter.name == "uplifting"
+            assert m.key().decode() == f"{req.article.id}:uplifting"
+
+        dead = read_topic(kafka_bootstrap, topics["CANDIDATES_TOPIC"] + ".dlq", 1)
+        assert len(dead) == 1 and dead[0].key() == b"bad"
+    finally:
+        svc.stop()
