@@ -43,6 +43,8 @@ def main(argv=None) -> int:
     ap.add_argument("--head-tokens", type=int, default=128)
     ap.add_argument("--tail-tokens", type=int, default=128)
     ap.add_argument("--name", default="train_sustainability")
+    ap.add_argument("--gpu-preds", type=Path, default=ROOT / "build" / "gpu_bench" / "finetune_preds.npz",
+                    help="raw val/test predictions of finetuned MiniLM from benchmarks/train_finetune_gpu.py")
     args = ap.parse_args(argv)
 
     spec = load_filter(ROOT / "filters" / "sustainability" / "v1")
@@ -114,7 +116,25 @@ def main(argv=None) -> int:
     if "stack" in wanted and "lexical" in preds and "probe" in preds:
         v = (preds["lexical"][0] + preds["probe"][0]) / 2
         t_ = (preds["lexical"][1] + preds["probe"][1]) / 2
-        record("mean_lex_probe", v, t_, 0.0, 0.0)
+        record("mean_lexical_probe", v, t_, 0.0, 0.0, {"note": "plain mean of the two raw predictions"})
+    if args.gpu_preds.exists() and not args.limit:
+        gpu = np.load(args.gpu_preds)
+        summary_file = args.gpu_preds.with_name("gpu_summary.json")
+        gpu_summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+        results["gpu"] = {k: v for k, v in gpu_summary.items() if not isinstance(v, dict)}
+        for name in sorted({k.rsplit("_", 1)[0] for k in gpu.files}):
+            info = gpu_summary.get(name, {})
+            record(f"finetune_{name}", gpu[f"{name}_val"], gpu[f"{name}_test"], info.get("fit_seconds", 0.0),
+                   info.get("predict_articles_per_s", 0.0), {"trained_on": gpu_summary.get("device", "gpu"),
+                                                             "epochs": len(info.get("history", []))})
+            if "lexical" in preds:
+                v = (preds["lexical"][0] + gpu[f"{name}_val"]) / 2
+                t_ = (preds["lexical"][1] + gpu[f"{name}_test"]) / 2
+                record(f"mean_lexical_finetune_{name}", v, t_, 0.0, 0.0, {"note": "plain mean"})
+        if "lexical" in preds and "probe" in preds and {"full510_val", "lora510_val"} <= set(gpu.files):
+            v = (preds["lexical"][0] + preds["probe"][0] + gpu["full510_val"] + gpu["lora510_val"]) / 4
+            t_ = (preds["lexical"][1] + preds["probe"][1] + gpu["full510_test"] + gpu["lora510_test"]) / 4
+            record("mean_lexical_probe_finetunes", v, t_, 0.0, 0.0, {"note": "plain mean of four"})
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(results, indent=2, default=float))
     lines = [f"# {args.name}", "", f"dataset `{ds.hash}` train/val/test {len(tr_x)}/{len(va_x)}/{len(te_x)}; "

@@ -104,8 +104,9 @@ class EmbeddedBroker:
         except OSError:
             return ""
 
-    def __enter__(self) -> EmbeddedBroker:
-        return self.start()
+    def __enter__(self) -> EmbeddedBroker:  # noqa: PYI034 - a plain class, never subclassed for this
+        self.start()
+        return self
 
     def __exit__(self, *exc) -> None:
         self.stop()

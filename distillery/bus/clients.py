@@ -18,16 +18,16 @@ def make_producer(bootstrap: str, client_id: str = "distillery", **overrides) ->
 
     Values and keys are bytes (protobuf); stages encode themselves.
     """
-    config = dict(
-        bootstrap_servers=bootstrap,
-        client_id=client_id,
-        acks="all",
-        enable_idempotence=True,
-        retries=2**31 - 1,
-        max_in_flight_requests_per_connection=5,
-        linger_ms=5,
-        request_timeout_ms=30_000,
-    )
+    config = {
+        "bootstrap_servers": bootstrap,
+        "client_id": client_id,
+        "acks": "all",
+        "enable_idempotence": True,
+        "retries": 2**31 - 1,
+        "max_in_flight_requests_per_connection": 5,
+        "linger_ms": 5,
+        "request_timeout_ms": 30_000,
+    }
     config.update(overrides)
     return KafkaProducer(**config)
 
@@ -40,17 +40,17 @@ def make_consumer(
     ``session_timeout_ms=6000`` / ``heartbeat_interval_ms=500`` notice a dead member in seconds and let a
     group form in about a second; the library defaults (45 s / 3 s) make restarts and tests slow.
     """
-    config = dict(
-        bootstrap_servers=bootstrap,
-        group_id=group_id,
-        client_id=client_id,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        session_timeout_ms=6000,
-        heartbeat_interval_ms=500,
-        max_poll_interval_ms=300_000,
-        fetch_max_wait_ms=100,
-    )
+    config = {
+        "bootstrap_servers": bootstrap,
+        "group_id": group_id,
+        "client_id": client_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "session_timeout_ms": 6000,
+        "heartbeat_interval_ms": 500,
+        "max_poll_interval_ms": 300_000,
+        "fetch_max_wait_ms": 100,
+    }
     config.update(overrides)
     consumer = KafkaConsumer(**config)
     topics = list(topics)

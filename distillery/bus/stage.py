@@ -117,7 +117,7 @@ class Stage(abc.ABC):
     def _run_guarded(self) -> None:
         try:
             self.run()
-        except BaseException as exc:  # noqa: BLE001 - logged and kept for the owner to inspect
+        except BaseException as exc:
             self.error = exc
             logger.exception("stage stopped by an error")
 
@@ -189,5 +189,5 @@ class Stage(abc.ABC):
                 position = consumer.position(tp, timeout_ms=100)
                 if position is not None:
                     self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - position))
-        except Exception:  # noqa: BLE001 - lag is best effort; never fail the loop for it
+        except Exception:
             logger.debug("lag update failed", exc_info=True)

@@ -27,7 +27,8 @@ app = typer.Typer(
 err = Console(stderr=True)
 
 # Modules that contribute commands; each exposes ``register(app: typer.Typer)``.
-COMMAND_MODULES = ("filters", "serve", "demo", "prefilter", "oracle", "train", "score", "cascade", "stream")
+COMMAND_MODULES = ("filters", "serve", "demo", "prefilter", "oracle", "train", "score", "cascade", "stream",
+                   "synthesize")
 
 for _name in COMMAND_MODULES:
     try:

@@ -130,7 +130,7 @@ def check_cmd(
     engine, _specs = _load(_filters_dir(filters_dir), filter_refs or [])
     if not articles.is_file():
         raise _fail(f"{articles} does not exist")
-    sink = open(out, "w", encoding="utf-8") if out else None
+    sink = open(out, "w", encoding="utf-8") if out else None  # noqa: SIM115 - closed in the finally below
     counts = {"passed": 0, "blocked": 0}
     try:
         for i, record in enumerate(read_jsonl(articles), 1):

@@ -22,8 +22,9 @@ def _fail(exc: BaseException) -> typer.Exit:
 
 def score(
     filter_ref: Annotated[str, typer.Option("--filter", help="filter to label for: name or name/vN")],
-    source: Annotated[str, typer.Option("--source", help="JSONL file of articles, or 'synthetic' (the synthetic "
-                                        "corpus of the filter)")] = "synthetic",
+    source: Annotated[str, typer.Option("--source", help="JSONL file of articles, 'synthetic' (the synthetic "
+                                        "corpus of the filter), or a Kafka topic of Article messages (with "
+                                        "--bootstrap; or kafka:<topic>)")] = "synthetic",
     count: Annotated[int | None, typer.Option("--count", help="how many articles to take from the source")] = None,
     articles: Annotated[int | None, typer.Option("--articles", help="same as --count (the first version's "
                                                  "flag)")] = None,
@@ -44,6 +45,9 @@ def score(
     config: Annotated[Path | None, typer.Option("--config", help="YAML config (oracle_gateway: section)")] = None,
     filters_dir: Annotated[Path | None, typer.Option("--filters-dir", help="folder of filter packages")] = None,
     store: Annotated[str | None, typer.Option("--store", help="label store URL (default from config)")] = None,
+    bootstrap: Annotated[str, typer.Option("--bootstrap", envvar="DISTILLERY_KAFKA_BOOTSTRAP",
+                                           help="Kafka bootstrap servers, to read --source as a topic (default: "
+                                           "the gateway's kafka_bootstrap)")] = "",
 ) -> None:
     """Label N articles through the prefilter and an oracle; killed and rerun, it re-pays for nothing."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -71,7 +75,7 @@ def score(
     job = job_id or job_id_for(spec, f"{source}:{seed}:{n}", oracle_name)
     try:
         passes = None if no_prefilter else prefilter_for(spec)
-        source_iter = iter_source(source, spec, n, seed)
+        source_iter = iter_source(source, spec, n, seed, bootstrap or settings.kafka_bootstrap)
         if dry_run:
             est = estimate(engine, spec, (a for a in source_iter if passes is None or passes(a)), oracle_name)
             console.print(f"[bold]dry run[/] {spec.ref} with oracle {oracle_name}: {est['articles']:,} articles to "
@@ -115,7 +119,7 @@ def score(
                 bar.update(task, completed=progress.done + progress.prefiltered + progress.invalid,
                            rate=progress.rate, cost=progress.cost_usd, cached=progress.cached,
                            errors=progress.failed + progress.invalid, prefiltered=progress.prefiltered)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, ConnectionError) as exc:
         raise _fail(exc) from None
     finally:
         engine.close()

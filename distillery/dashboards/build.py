@@ -16,6 +16,7 @@ from grafana_foundation_sdk.builders import heatmap, stat, table, timeseries
 from grafana_foundation_sdk.builders.prometheus import Dataquery
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as gm
+from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 DATASOURCE_UID = "prometheus"
 DATASOURCE = gm.DataSourceRef(type_val="prometheus", uid=DATASOURCE_UID)
@@ -341,6 +342,32 @@ def prefilter() -> DashboardSpec:
                 ),
             ),
             (
+                "Measured error rates (labelled regression set, `distillery prefilter evaluate`)",
+                (
+                    PanelSpec(
+                        "False negative rate by filter (relevant articles blocked)",
+                        (_q(f"max by (filter) (distillery_prefilter_false_negative_ratio{{{sel}}})", "{{filter}}"),),
+                        unit="percentunit",
+                        description="From the last evaluation run, exported as gauges through the node-exporter "
+                        "textfile collector (services/prefilter/evaluate.py). Target: below 10%.",
+                    ),
+                    PanelSpec(
+                        "False positive rate by filter (irrelevant articles passed)",
+                        (_q(f"max by (filter) (distillery_prefilter_false_positive_ratio{{{sel}}})", "{{filter}}"),),
+                        unit="percentunit",
+                    ),
+                    PanelSpec(
+                        "Evaluated pass rate and labelled articles",
+                        (
+                            _q(f"max by (filter) (distillery_prefilter_eval_pass_ratio{{{sel}}})", "{{filter}} pass"),
+                            _q(f"max by (filter, label) (distillery_prefilter_eval_articles{{{sel}}})",
+                               "{{filter}} {{label}}"),
+                        ),
+                        kind="table",
+                    ),
+                ),
+            ),
+            (
                 "Latency",
                 (
                     PanelSpec(
@@ -484,15 +511,9 @@ def _panel(spec: PanelSpec):
         if q.legend:
             target = target.legend_format(q.legend)
         if spec.kind == "heatmap":
-            target = target.format(gm_format_heatmap())
+            target = target.format(PromQueryFormat.HEATMAP)
         builder = builder.with_target(target)
     return builder
-
-
-def gm_format_heatmap():
-    from grafana_foundation_sdk.models.prometheus import PromQueryFormat
-
-    return PromQueryFormat.HEATMAP
 
 
 def to_grafana(spec: DashboardSpec) -> dict:

@@ -8,11 +8,13 @@ For tests, benchmarks and offline demos — never a production oracle. One serve
 * Gemini ``POST /v1beta/models/{model}:generateContent``.
 
 Answers are valid oracle JSON for the dimensions named in the prompt's JSON Schema, with scores
-derived from a hash of the prompt (deterministic). Faults are injected from a script (a queue consumed
-one per chat request: ``"429"``, ``"500"``, ``"slow"``, ``"fenced"``, ``"trailing_comma"``, ``"broken"``,
-``"missing_dim"``, ``"out_of_range"``, ``"auth"``, ``"ok"``) and/or at random with given rates. A
-requests-per-minute limit is enforced like a provider does (a token bucket holding ``window_seconds``
-of quota); over it the server answers 429 with ``Retry-After``.
+derived from a hash of the prompt (deterministic); a writer prompt (schema requiring ``title`` and
+``text``, sent by ``distillery synthesize``) gets a deterministic made-up article instead. Faults are
+injected from a script (a queue consumed one per chat request: ``"429"``, ``"500"``, ``"slow"``,
+``"fenced"``, ``"trailing_comma"``, ``"broken"``, ``"missing_dim"``, ``"out_of_range"``, ``"auth"``,
+``"ok"``) and/or at random with given rates. A requests-per-minute limit is enforced like a provider
+does (a token bucket holding ``window_seconds`` of quota); over it the server answers 429 with
+``Retry-After``.
 """
 
 from __future__ import annotations
@@ -54,6 +56,35 @@ def dimensions_in(prompt: str) -> list[str]:
         except ValueError:
             pass
     return re.findall(r"\*\*([a-z][a-z0-9_]*)\*\*", prompt)
+
+
+_WORDS = ("solar", "cooperative", "clinic", "river", "school", "grid", "harvest", "library", "transit", "market",
+          "forest", "workshop", "bridge", "village", "laboratory", "festival")
+
+
+def is_writer_prompt(prompt: str) -> bool:
+    """A request to write an article (``distillery synthesize``): its JSON Schema requires title and text."""
+    match = _SCHEMA.search(prompt)
+    if not match:
+        return False
+    try:
+        return sorted(json.loads(match.group(1)).get("required", [])) == ["text", "title"]
+    except ValueError:
+        return False
+
+
+def article_for(prompt: str) -> dict[str, str]:
+    """A deterministic made-up article for a writer prompt (varies with the prompt)."""
+    rng = random.Random(hashlib.sha256(prompt.encode()).hexdigest())
+    words = rng.sample(_WORDS, 6)
+    title = f"The {words[0]} {words[1]} project reaches a new stage"
+    sentences = [f"A {w} initiative in the region was described by organisers as a turning point." for w in words]
+    sentences += [f"Residents said the {words[2]} work changed how the {words[3]} is used every day.",
+                  (f"Figures for the {words[4]} were published by an independent group, showing {rng.randint(5, 95)} "
+                  f"percent more participation than last year."),
+                  f"Next year the team plans to extend the {words[5]} to {rng.randint(2, 40)} more districts."]
+    rng.shuffle(sentences)
+    return {"title": title, "text": " ".join(sentences)}
 
 
 def answer_for(prompt: str) -> dict[str, dict[str, object]]:
@@ -134,6 +165,9 @@ class FakeLLMServer:
         return "ok"
 
     def _answer_text(self, prompt: str, fault: str, corrective: bool) -> str:
+        if is_writer_prompt(prompt):
+            article = json.dumps(article_for(prompt))
+            return "I cannot write that {article" if fault == "broken" else article
         answer = answer_for(prompt)
         if fault == "missing_dim" and answer:
             answer.pop(next(iter(answer)))

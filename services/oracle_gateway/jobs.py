@@ -49,8 +49,10 @@ def job_id_for(spec: FilterSpec, source: str, oracle: str) -> str:
     return "job-" + hashlib.sha256(f"{spec.ref}\x00{source}\x00{oracle}".encode()).hexdigest()[:12]
 
 
-def iter_source(source: str, spec: FilterSpec, count: int, seed: int = 0) -> Iterator[article_pb2.Article]:
-    """Articles from a JSONL file, or ``synthetic`` (the synthetic corpus for ``spec``); at most ``count``."""
+def iter_source(source: str, spec: FilterSpec, count: int, seed: int = 0,
+                bootstrap: str = "") -> Iterator[article_pb2.Article]:
+    """Articles from a JSONL file, ``synthetic`` (the synthetic corpus for ``spec``) or a Kafka topic; at most
+    ``count``. ``source`` is a topic when it is ``kafka:<topic>``, or when it is no file and ``bootstrap`` is set."""
     if source in ("", "synthetic"):
         from distillery import synthetic
 
@@ -58,12 +60,84 @@ def iter_source(source: str, spec: FilterSpec, count: int, seed: int = 0) -> Ite
             yield from_record(record)
         return
     path = Path(source)
+    if source.startswith("kafka:") or (bootstrap and not path.is_file()):
+        yield from iter_topic(source.removeprefix("kafka:"), bootstrap, count)
+        return
     if not path.is_file():
-        raise FileNotFoundError(f"article source {source!r} is neither a JSONL file nor 'synthetic'")
+        raise FileNotFoundError(f"article source {source!r} is neither a JSONL file nor 'synthetic' (to read a "
+                                "Kafka topic, give --bootstrap or set DISTILLERY_KAFKA_BOOTSTRAP)")
     for n, record in enumerate(read_jsonl(path)):
         if count and n >= count:
             return
         yield from_record(record)
+
+
+def iter_topic(topic: str, bootstrap: str, count: int, timeout: float = 30.0,
+               undecodable: list[str] | None = None) -> Iterator[article_pb2.Article]:
+    """Articles (``Article`` protobuf values, e.g. ``articles.raw``) from the beginning of a Kafka topic.
+
+    Reads every partition until it is caught up (past the end offsets seen at the start, and a poll
+    returns nothing: a topic never ends, this reads what it holds now), at most ``count`` articles (0: all). No consumer group and no commits: a rerun
+    reads the same articles, and the label store answers the ones already labelled for free. Messages
+    that do not decode are skipped and listed in ``undecodable`` (``partition:offset``).
+    """
+    if not bootstrap:
+        raise ValueError(f"reading topic {topic!r} needs a Kafka bootstrap address (--bootstrap or "
+                         "DISTILLERY_KAFKA_BOOTSTRAP)")
+    from google.protobuf.message import DecodeError
+    from kafka import TopicPartition
+    from kafka.errors import KafkaError
+
+    from distillery.bus.clients import make_consumer
+
+    try:
+        consumer = make_consumer(bootstrap, group_id=None, client_id="distillery-score",
+                                 request_timeout_ms=int(timeout * 1000) + 1000)
+    except KafkaError as exc:
+        raise ConnectionError(f"Kafka at {bootstrap} is not reachable: {exc}") from None
+    try:
+        deadline = time.monotonic() + timeout
+        if topic not in consumer.topics():  # fetches fresh metadata
+            raise FileNotFoundError(f"Kafka topic {topic!r} does not exist on {bootstrap}")
+        partitions = consumer.partitions_for_topic(topic)
+        while not partitions:
+            if time.monotonic() > deadline:
+                raise ConnectionError(f"no partition metadata for topic {topic!r} from {bootstrap}")
+            time.sleep(0.2)
+            partitions = consumer.partitions_for_topic(topic)
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        limit = consumer.end_offsets(tps)
+        n = 0
+        idle_since = time.monotonic()
+        while True:
+            batch = consumer.poll(timeout_ms=500, max_records=500)
+            if not batch:
+                # Caught up: nothing more came and every partition is past the end seen at the start (some
+                # brokers report a low end offset, so reading goes on until the topic is quiet).
+                if all(consumer.position(tp) >= limit.get(tp, 0) for tp in tps):
+                    return
+                if time.monotonic() - idle_since > timeout:
+                    raise ConnectionError(f"no messages from topic {topic!r} on {bootstrap} for {timeout:g} s "
+                                          "before its end offsets were reached")
+                continue
+            idle_since = time.monotonic()
+            for tp, records in batch.items():
+                for record in records:
+                    article = article_pb2.Article()
+                    try:
+                        article.ParseFromString(record.value or b"")
+                    except DecodeError:
+                        if undecodable is not None:
+                            undecodable.append(f"{tp.partition}:{record.offset}")
+                        continue
+                    yield article
+                    n += 1
+                    if count and n >= count:
+                        return
+    finally:
+        consumer.close()
 
 
 def prefilter_for(spec: FilterSpec) -> Callable[[article_pb2.Article], bool]:

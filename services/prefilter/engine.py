@@ -58,8 +58,7 @@ class Verdict(NamedTuple):
         return f"{self.filter}/v{self.version}"
 
 
-@dataclass(frozen=True, slots=True)
-class CheckResult:
+class CheckResult(NamedTuple):
     """All verdicts for one article, plus the language used by language rules ('' when not needed)."""
 
     language: str
@@ -115,6 +114,10 @@ class _Category:
     name: str
     title_only: bool
     positive_threshold: int
+    fi: int = 0
+    ci: int = 0
+    excl_key: tuple = ()
+    exc_key: tuple = ()
     excluded: str = ""  # reason codes, built once
     exception: str = ""
     positives: str = ""
@@ -125,6 +128,8 @@ class _Category:
         self.exception = f"exception:{self.name}"
         self.positives = f"positives:{self.name}"
         self.rescued = f"rescued:{self.name}"
+        self.excl_key = (self.fi, EXCL, self.ci)
+        self.exc_key = (self.fi, EXC, self.ci)
 
 
 @dataclass(slots=True)
@@ -139,6 +144,7 @@ class _Filter:
     categories: list[_Category]
     rescue_threshold: int
     has_require: bool
+    require_key: tuple = ()
     regexes: list[_Regex] = field(default_factory=list)
 
 
@@ -150,14 +156,18 @@ def _host_and_path(url: str) -> tuple[str, str]:
     scheme_end = rest.find("//")
     if scheme_end >= 0:
         rest = rest[scheme_end + 2:]
-    cut = len(rest)
-    for sep in "/?#":
-        i = rest.find(sep)
-        if 0 <= i < cut:
-            cut = i
-    host = rest[:cut].rpartition("@")[2].partition(":")[0].lower().rstrip(".")
-    path = rest[cut:].partition("?")[0].partition("#")[0].lower()
-    return host.removeprefix("www."), path
+    host, sep, path = rest.partition("/")
+    if "?" in host or "#" in host:
+        host = host.partition("?")[0].partition("#")[0]
+        path = ""
+    if "@" in host:
+        host = host.rpartition("@")[2]
+    if ":" in host:
+        host = host.partition(":")[0]
+    host = host.lower().rstrip(".")
+    if path and ("?" in path or "#" in path):
+        path = path.partition("?")[0].partition("#")[0]
+    return host.removeprefix("www."), (sep + path).lower()
 
 
 def _language_of(code: str) -> str:
@@ -187,6 +197,9 @@ class PrefilterEngine:
             )
         self._max_scan = max((f.scan_chars for f in self.filters), default=0)
         self._all = list(range(len(self.filters)))
+        self._all_wanted = [True] * len(self.filters)
+        self._scan_chars = [f.scan_chars for f in self.filters]
+        self._any_languages = any(f.languages for f in self.filters)
         self._newest: dict[str, int] = {}
         for i, f in enumerate(self.filters):
             best = self._newest.get(f.spec.name)
@@ -284,9 +297,11 @@ class PrefilterEngine:
                 max_length=rules.max_length,
                 languages=frozenset(_language_of(x) for x in rules.languages),
                 blocked_source_types=frozenset(s.strip().lower() for s in rules.blocked_source_types),
-                categories=[_Category(c.name, c.title_only, c.positive_threshold) for c in rules.exclusions],
+                categories=[_Category(c.name, c.title_only, c.positive_threshold, fi, ci)
+                            for ci, c in enumerate(rules.exclusions)],
                 rescue_threshold=rules.rescue_threshold,
                 has_require=bool(rules.require_any),
+                require_key=(fi, REQ, 0),
             )
         )
         for allowed, rules_list in ((True, rules.allowed_domains), (False, rules.blocked_domains)):
@@ -362,7 +377,8 @@ class PrefilterEngine:
         window = make_window(title, text, self._max_scan)
         acc, npos, first_pos = self._scan(window, selected)
         lang = _language_of(language) if language else ""
-        if not lang and (detect_language or any(self.filters[fi].languages for fi in selected)):
+        if not lang and (detect_language or (
+                self._any_languages if selected is self._all else any(self.filters[fi].languages for fi in selected))):
             lang = guess_language(window.text[window.title_end + 1:window.title_end + 1 + LANG_SAMPLE_CHARS]
                                    or window.text)
         domains = self._domain_hits(url) if self._domains else None
@@ -396,11 +412,14 @@ class PrefilterEngine:
         same_len = n == len(text)
         tef, tet = w.title_end_folded, w.title_end
         nf = len(self.filters)
-        wanted = [False] * nf
-        limits = [0] * nf
-        for fi in selected:
-            wanted[fi] = True
-            limits[fi] = tef + 1 + self.filters[fi].scan_chars
+        base = tef + 1
+        limits = [base + sc for sc in self._scan_chars]
+        if selected is self._all:
+            wanted = self._all_wanted
+        else:
+            wanted = [False] * nf
+            for fi in selected:
+                wanted[fi] = True
         acc: dict[tuple[int, int, int], str] = {}
         npos = [0] * nf
         first_pos = [""] * nf
@@ -419,9 +438,9 @@ class PrefilterEngine:
                         positions.append(start)
                 if bid < 0 or bid in seen_bounded:
                     continue
-                if lb and start > 0 and is_word_char(folded[start - 1]):
+                if lb and start > 0 and ((c := folded[start - 1]).isalnum() or c == "_"):
                     continue
-                if rb and end < n and is_word_char(folded[end]):
+                if rb and end < n and ((c := folded[end]).isalnum() or c == "_"):
                     continue
                 seen_bounded.add(bid)
                 for fi, role, ci, term, title_only in uses[bid]:
@@ -505,11 +524,11 @@ class PrefilterEngine:
             return Verdict(name, version, False, (Reason(f"language:{lang or 'unknown'}", lang),))
         notes: list[Reason] = []
         positives = npos[fi]
-        for ci, cat in enumerate(f.categories):
-            term = acc.get((fi, EXCL, ci))
+        for cat in f.categories:
+            term = acc.get(cat.excl_key)
             if term is None:
                 continue
-            exception = acc.get((fi, EXC, ci))
+            exception = acc.get(cat.exc_key)
             if exception is not None:
                 notes.append(Reason(cat.exception, exception))
                 continue
@@ -520,9 +539,12 @@ class PrefilterEngine:
                 notes.append(Reason(cat.rescued, first_pos[fi]))
                 continue
             return Verdict(name, version, False, (Reason(cat.excluded, term), *notes))
-        if f.has_require and (fi, REQ, 0) not in acc:
-            return Verdict(name, version, False, (Reason("off_topic", "no topic keyword"), *notes))
-        return Verdict(name, version, True, (Reason("passed", acc.get((fi, REQ, 0), "")), *notes))
+        if f.has_require:
+            topic = acc.get(f.require_key)
+            if topic is None:
+                return Verdict(name, version, False, (Reason("off_topic", "no topic keyword"), *notes))
+            return Verdict(name, version, True, (Reason("passed", topic), *notes))
+        return Verdict(name, version, True, (Reason("passed", ""), *notes))
 
 
 _IDENTIFIER = None

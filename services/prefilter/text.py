@@ -37,7 +37,7 @@ _COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 _TAG = re.compile(r"</?[A-Za-z][^<>]{0,2000}>|<br\s*/?>", re.IGNORECASE)
 # Raw characters read for every scan character: room for markup that cleaning removes.
 RAW_FACTOR = 3
-RAW_SLACK = 512
+RAW_SLACK = 256
 
 
 def strip_html(text: str) -> str:

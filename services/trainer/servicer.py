@@ -44,7 +44,8 @@ class EventPublisher:
                 from distillery import bus
             except ImportError as exc:
                 raise ValueError(f"kafka_bootstrap is set but distillery.bus is not available: {exc}") from None
-            self._producer = bus.producer(bootstrap)
+            self._producer = bus.make_producer(bootstrap, client_id="trainer")
+            self._headers = bus.make_headers
 
     def publish(self, info: ModelInfo, previous: str) -> None:
         if self._producer is None:
@@ -54,10 +55,9 @@ class EventPublisher:
             version=info.version_id, previous_version=previous, uri=info.uri,
             promoted_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
-        self._producer.send(self.topic, key=info.filter_name.encode(), value=event.SerializeToString())
-        flush = getattr(self._producer, "flush", None)
-        if flush:
-            flush()
+        future = self._producer.send(self.topic, key=info.filter_name.encode(), value=event.SerializeToString(),
+                                     headers=list(self._headers()))
+        future.get(timeout=30)  # acks=all: the promotion is durable on the bus before the RPC answers
 
     def close(self) -> None:
         close = getattr(self._producer, "close", None)

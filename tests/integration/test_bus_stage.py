@@ -8,7 +8,15 @@ import time
 
 import pytest
 
-from distillery.bus import OutMessage, Stage, ensure_topics, header, make_consumer, make_headers, make_producer
+from distillery.bus import (
+    OutMessage,
+    Stage,
+    ensure_topics,
+    header,
+    make_consumer,
+    make_headers,
+    make_producer,
+)
 from distillery.bus import headers as h
 from distillery.bus.broker import EmbeddedBroker
 

@@ -76,6 +76,7 @@ def test_stage_routes_candidates_rejections_and_dead_letters(kafka_bootstrap, ka
         producer.produce(raw, key=b"junk", value=b"\xff\xfenot a protobuf at all")
         producer.produce(raw, key=b"a3", value=empty.SerializeToString())
         producer.produce(raw, key=b"a2", value=bad_crime.SerializeToString())
+        producer.produce(raw, key=b"utf8", value=b"\x12\x02\xff\xfe\x1a\x05hello")  # title: invalid UTF-8
         producer.flush(10)
 
         found = read_topic(kafka_bootstrap, kafka_prefix + "articles.candidates", 1)
@@ -95,12 +96,13 @@ def test_stage_routes_candidates_rejections_and_dead_letters(kafka_bootstrap, ka
             ("a2", "calm", "excluded:crime"), ("a2", "energy", "off_topic")]
         assert decisions[0].reasons[0].matched == "murder"
 
-        dead = read_topic(kafka_bootstrap, raw + ".dlq", 2)
-        assert [m.key() for m in dead] == [b"junk", b"a3"]
+        dead = read_topic(kafka_bootstrap, raw + ".dlq", 3)
+        assert [m.key() for m in dead] == [b"junk", b"a3", b"utf8"]
         assert dead[0].value() == b"\xff\xfenot a protobuf at all"  # original bytes, never lost
         meta = dict(dead[0].headers())
         assert meta[h.SOURCE_TOPIC] == raw.encode() and meta[h.SOURCE_OFFSET] == b"1"
         assert b"not a distillery.v1.Article" in meta[h.ERROR]
         assert b"empty" in dict(dead[1].headers())[h.ERROR]
+        assert b"UTF-8" in dict(dead[2].headers())[h.ERROR] and dead[2].value().startswith(b"\x12\x02\xff")
     finally:
         assert svc.stop() == 0

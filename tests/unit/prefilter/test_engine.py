@@ -242,3 +242,21 @@ def test_invalid_regex_is_refused_with_rule_named(make_spec, tmp_path):
         load_filter(pkg)
     message = str(info.value)
     assert "filter.yaml" in message and "exclusions[0] (bad).patterns" in message
+
+
+def test_triggered_regexes_give_the_same_answers_as_a_plain_search(make_spec):
+    """Regexes run only near their trigger literals (anchored match or a bounded window); compare with re."""
+    import re
+
+    patterns = [r"\b\d{1,3}% off\b", r"\bwon \d+-\d+\b", r"\bbeat .{1,40} \d+-\d+\b", r"\braised \$?\d+ ?(?:m|bn)\b"]
+    spec = make_spec({"exclusions": [{"name": f"c{i}", "patterns": [p]} for i, p in enumerate(patterns)]})
+    engine = PrefilterEngine([spec])
+    texts = [
+        "get 40% off now", "get 40% offer now", "x40% off", "wonder won 3-1 today", "wonder 3-1",
+        "they beat the visiting side from the north 2-0", "beat 2-0", "firm raised $5bn", "firm raised 5 m",
+        "won 3-1 and 50% off and raised $2 m", "nothing here at all",
+    ]
+    for text in texts:
+        expected = next((f"excluded:c{i}" for i, p in enumerate(patterns) if re.search(p, text.lower())), "passed")
+        got = one(engine, text=text + BODY).reasons[0].code
+        assert got == expected, text
