@@ -153,7 +153,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--latency-seconds", type=float, default=15.0)
-    p.add_argument("--backends", default="torch,onnx,onnx-int8")
+    p.add_argument("--backends", default="torch,torch-bf16,onnx,onnx-int8")
     p.add_argument("--articles", type=int, default=3000)
     args = p.parse_args(argv)
 
@@ -187,7 +187,8 @@ def main(argv=None) -> int:
 
     registry.promote(spec.name, probe_info.version_id)
     for backend in [b for b in args.backends.split(",") if b]:
-        flags = {"torch": ["--backend", "torch"], "onnx": ["--backend", "onnx"],
+        flags = {"torch": ["--backend", "torch"], "torch-bf16": ["--backend", "torch", "--dtype", "bfloat16"],
+                 "onnx": ["--backend", "onnx"],
                  "onnx-int8": ["--backend", "onnx", "--onnx-quantize"]}[backend]
         svc = serve(root, [*flags, "--max-batch-size", "64", "--max-batch-tokens", "16384", "--max-wait-ms", "2"])
         try:

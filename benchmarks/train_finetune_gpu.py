@@ -36,6 +36,9 @@ def main() -> int:
     ap.add_argument("--variants", default="full510,full256,lora510")
     ap.add_argument("--limit", type=int, default=0, help="smoke run on the first N articles")
     ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--seeds", default="0", help="comma-separated seeds; each variant is trained once per seed")
+    ap.add_argument("--skip-embeddings", action="store_true")
+    ap.add_argument("--tag", default="", help="suffix of the output files")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -62,7 +65,8 @@ def main() -> int:
     summary = {"device": torch.cuda.get_device_name(0) if cuda else "cpu", "torch": torch.__version__}
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     model = AutoModel.from_pretrained(BENCH / "minilm").float().to(device).eval()
-    for label, (h, t) in {"128+128": (128, 128), "256+256": (meta["head"], meta["tail"])}.items():
+    budgets = {} if args.skip_embeddings else {"128+128": (128, 128), "256+256": (meta["head"], meta["tail"])}
+    for label, (h, t) in budgets.items():
         ids = cut(h, t)
         t0 = time.perf_counter()
         vecs = np.zeros((len(ids), model.config.hidden_size), dtype=np.float32)
@@ -96,10 +100,12 @@ def main() -> int:
         "lora510": dict(lora_r=16, lr=5e-4, head_lr=1e-3, head_tokens=meta["head"], tail_tokens=meta["tail"]),
     }
     preds = {}
-    for name in args.variants.split(","):
-        v = variants[name]
-        student = FinetuneStudent(meta["dimensions"], base_model=str(BENCH / "minilm"), use_ray=False, epochs=args.epochs,
-                                  batch_size=32, patience=1, seed=0, **v)
+    runs = [(name, int(seed)) for seed in args.seeds.split(",") for name in args.variants.split(",")]
+    for base_name, seed in runs:
+        v = variants[base_name]
+        name = base_name if seed == 0 else f"{base_name}-s{seed}"
+        student = FinetuneStudent(meta["dimensions"], base_model=str(BENCH / "minilm"), use_ray=False,
+                                  epochs=args.epochs, batch_size=32, patience=1, seed=seed, **v)
         ids = cut(v["head_tokens"], v["tail_tokens"])
         sel = lambda mask: [ids[i] for i in np.flatnonzero(mask)]  # noqa: E731
         config = {"params": student.params, "train_ids": sel(tr), "val_ids": sel(va),
@@ -124,8 +130,8 @@ def main() -> int:
         del net, result
         if cuda:
             torch.cuda.empty_cache()
-    np.savez(out / "finetune_preds.npz", **preds)
-    (out / "gpu_summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    np.savez(out / f"finetune_preds{args.tag}.npz", **preds)
+    (out / f"gpu_summary{args.tag}.json").write_text(json.dumps(summary, indent=2, default=float))
     return 0
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +60,17 @@ class ServiceSettings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=5.0, ge=0, description="Time in-flight RPCs get on SIGTERM.")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
     log_json: bool = Field(default=True, description="Structured JSON logs (one object per line).")
+    tls_cert_file: Path | None = Field(
+        default=None, description="PEM server certificate chain; with tls_key_file, gRPC is served over TLS."
+    )
+    tls_key_file: Path | None = Field(default=None, description="PEM private key of tls_cert_file.")
+    tls_client_ca_file: Path | None = Field(
+        default=None, description="PEM CA bundle: when set, clients must present a certificate it signed (mTLS)."
+    )
+    auth_token: SecretStr | None = Field(
+        default=None,
+        description="When set, every call except health checks must carry 'authorization: Bearer <token>'.",
+    )
 
     _yaml_data: ClassVar[dict[str, Any]] = {}
 

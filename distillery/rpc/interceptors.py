@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import time
 
 import grpc
@@ -100,3 +101,42 @@ class MetricsInterceptor(grpc.ServerInterceptor):
                 wrap_stream(handler.stream_stream), handler.request_deserializer, handler.response_serializer
             )
         return handler
+
+
+class AuthInterceptor(grpc.ServerInterceptor):
+    """Require ``authorization: Bearer <token>`` on every call except health checks (probes carry no token).
+
+    Calls without the right token end with UNAUTHENTICATED before the servicer runs; the token is compared in
+    constant time and never logged.
+    """
+
+    def __init__(self, token: str):
+        if not token:
+            raise ValueError("auth token must not be empty")
+        self._expected = f"Bearer {token}".encode()
+
+    def _allowed(self, handler_call_details) -> bool:
+        if handler_call_details.method.startswith("/grpc.health."):
+            return True
+        for key, value in handler_call_details.invocation_metadata or ():
+            if key == "authorization":
+                given = value.encode() if isinstance(value, str) else value
+                return hmac.compare_digest(given, self._expected)
+        return False
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None or self._allowed(handler_call_details):
+            return handler
+
+        def deny(request, context):
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
+
+        args = (handler.request_deserializer, handler.response_serializer)
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(deny, *args)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(deny, *args)
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(deny, *args)
+        return grpc.stream_stream_rpc_method_handler(deny, *args)

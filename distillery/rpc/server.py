@@ -19,7 +19,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from distillery.config import ServiceSettings
-from distillery.rpc.interceptors import MetricsInterceptor
+from distillery.rpc.interceptors import AuthInterceptor, MetricsInterceptor
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,9 @@ class GrpcServer:
         ]
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix=f"{name}-rpc"),
-            interceptors=[MetricsInterceptor(name)],
+            interceptors=[MetricsInterceptor(name)] + (
+                [AuthInterceptor(settings.auth_token.get_secret_value())] if settings.auth_token else []
+            ),
             options=options,
         )
         for binding in self.bindings:
@@ -62,7 +64,11 @@ class GrpcServer:
         self._stopped = threading.Event()
 
     def start(self) -> GrpcServer:
-        self.port = self._server.add_insecure_port(self.settings.address())
+        credentials = server_credentials(self.settings)
+        if credentials is None:
+            self.port = self._server.add_insecure_port(self.settings.address())
+        else:
+            self.port = self._server.add_secure_port(self.settings.address(), credentials)
         if self.port == 0:
             raise OSError(f"could not bind gRPC port {self.settings.address()} (in use?)")
         httpd, _ = start_http_server(self.settings.metrics_port, addr=self.settings.host)
@@ -96,6 +102,23 @@ class GrpcServer:
     def wait(self) -> None:
         while not self._stopped.is_set():
             self._stopped.wait(0.5)
+
+
+def server_credentials(settings: ServiceSettings) -> grpc.ServerCredentials | None:
+    """TLS credentials from the settings' PEM files (client certificates required when a client CA is set)."""
+    if not settings.tls_cert_file and not settings.tls_key_file:
+        if settings.tls_client_ca_file:
+            raise OSError("tls_client_ca_file needs tls_cert_file and tls_key_file (mTLS runs over TLS)")
+        return None
+    if not (settings.tls_cert_file and settings.tls_key_file):
+        raise OSError("TLS needs both tls_cert_file and tls_key_file")
+    try:
+        cert = Path(settings.tls_cert_file).read_bytes()
+        key = Path(settings.tls_key_file).read_bytes()
+        ca = Path(settings.tls_client_ca_file).read_bytes() if settings.tls_client_ca_file else None
+    except OSError as exc:
+        raise OSError(f"cannot read TLS files: {exc}") from None
+    return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=ca is not None)
 
 
 def write_ready_file(path: Path | str, server: GrpcServer) -> None:

@@ -60,7 +60,7 @@ class RegistrySource:
 
     def __init__(self, root: Path | str, backend: str = "torch", device: str = "auto", quantize: bool = False,
                  onnx_dir: Path | None = None, max_batch_tokens: int = 8192, threads: int = 0,
-                 cascade: bool = True):
+                 cascade: bool = True, dtype: str = "auto"):
         from distillery.registry import ModelRegistry
 
         self.registry = ModelRegistry(root)
@@ -71,6 +71,7 @@ class RegistrySource:
         self.max_batch_tokens = max_batch_tokens
         self.threads = threads
         self.cascade = cascade
+        self.dtype = dtype
         self._encoders: dict[tuple, EncoderBackend] = {}
         self.last_int8_mae: float | None = None
 
@@ -113,7 +114,8 @@ class RegistrySource:
         if key not in self._encoders:  # probes of several filters share one encoder (and its weights)
             self._encoders[key] = make_encoder(
                 self.backend, name, head, tail, device=self.device, max_batch_tokens=self.max_batch_tokens,
-                onnx_dir=self.onnx_dir, quantize=quantize, threads=self.threads)
+                onnx_dir=self.onnx_dir, quantize=quantize, threads=self.threads,
+                dtype=self.dtype)
         return self._encoders[key]
 
     def _guard_int8(self, spec: FilterSpec, loaded, key: tuple, int8: EncoderBackend) -> EncoderBackend:

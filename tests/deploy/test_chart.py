@@ -232,3 +232,27 @@ def test_schema_rejects_bad_values_with_a_clear_message(values, message):
     with pytest.raises(helm.HelmValuesError) as info:
         render(values)
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize("folder", ["prefilter", "oracle_gateway", "trainer", "inference"])
+def test_rendered_config_is_valid_for_each_service(rendered, folder, tmp_path):
+    """The chart's distillery.yaml loads with each service's settings class (when that service exists)."""
+    import importlib
+
+    from distillery.config import ServiceSettings
+
+    try:
+        module = importlib.import_module(f"services.{folder}.config")
+    except ModuleNotFoundError:
+        pytest.skip(f"services.{folder}.config not written yet")
+    classes = [
+        v for v in vars(module).values()
+        if isinstance(v, type) and issubclass(v, ServiceSettings) and v.__module__ == module.__name__
+        and v.section == folder
+    ]
+    assert classes
+    for values_file, docs in rendered.items():
+        config = _by_kind(docs, "ConfigMap")["dist-distillery-config"]["data"]["distillery.yaml"]
+        path = tmp_path / f"{values_file}.yaml"
+        path.write_text(config)
+        classes[0].load(path)

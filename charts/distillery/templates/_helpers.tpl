@@ -75,7 +75,9 @@ app.kubernetes.io/component: {{ .svc | replace "_" "-" }}
 - |
   import sys, grpc
   from grpc_health.v1 import health_pb2 as p, health_pb2_grpc as g
-  creds = grpc.ssl_channel_credentials(open("/etc/distillery/tls/ca.crt", "rb").read())
+  read = lambda name: open("/etc/distillery/tls/" + name, "rb").read()
+  # The pod's own certificate doubles as the client certificate when mTLS is required.
+  creds = grpc.ssl_channel_credentials(read("ca.crt"), private_key=read("tls.key"), certificate_chain=read("tls.crt"))
   channel = grpc.secure_channel("127.0.0.1:{{ .port }}", creds, options=[("grpc.ssl_target_name_override", "{{ .host }}")])
   reply = g.HealthStub(channel).Check(p.HealthCheckRequest(), timeout=3)
   sys.exit(0 if reply.status == p.HealthCheckResponse.SERVING else 1)

@@ -125,12 +125,12 @@ class EncoderBackend(ABC):
 
 def make_encoder(backend: str, encoder: str, head_tokens: int, tail_tokens: int, *, device: str = "auto",
                  max_batch_tokens: int = 8192, onnx_dir: Path | None = None, quantize: bool = False,
-                 threads: int = 0) -> EncoderBackend:
+                 threads: int = 0, dtype: str = "auto") -> EncoderBackend:
     if backend == "torch":
         from services.inference.backends.torch_backend import TorchEncoder
 
         return TorchEncoder(encoder, head_tokens, tail_tokens, device=device, max_batch_tokens=max_batch_tokens,
-                            threads=threads)
+                            threads=threads, dtype=dtype)
     if backend == "onnx":
         from services.inference.backends.onnx_backend import OnnxEncoder
 

@@ -106,6 +106,8 @@ class OnnxEncoder(EncoderBackend):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = threads
+        # Busy-waiting worker threads starve everything else on a small shared CPU (the gRPC threads too).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(self.model_file), options, providers=["CPUExecutionProvider"])
         self.quantized = quantize
 
