@@ -15,7 +15,7 @@ export DS_BUILD_OPS := 0
 export TORCH_EXTENSIONS_DIR := $(CURDIR)/build/torch_extensions
 export RAY_AUTH_MODE := disabled
 
-.PHONY: help setup system-deps demo up test test-fast test-integration lint protos protos-check bench clean
+.PHONY: help setup system-deps demo up test test-fast test-integration lint protos protos-check dashboards dashboards-check helm-lint bench clean
 
 help: ## List every target with what it does
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -61,6 +61,15 @@ protos: ## Regenerate Python stubs from proto/distillery/v1 into distillery/v1 (
 
 protos-check: ## Fail when the committed stubs are stale against proto/
 	$(PY) -m distillery.protos check
+
+dashboards: ## Regenerate Grafana dashboards, metrics docs and chart copies of rules/filters from code
+	$(PY) -m distillery.dashboards generate
+
+dashboards-check: ## Fail when generated dashboards, metrics docs or chart copies are stale
+	$(PY) -m distillery.dashboards check
+
+helm-lint: ## Render the Helm chart offline with every values file and validate it against Kubernetes schemas
+	$(BIN)/pytest -q tests/deploy/test_chart.py
 
 bench: ## Run the CPU benchmarks (results in benchmarks/results/)
 	$(PY) benchmarks/run_all.py

@@ -170,6 +170,10 @@ class PrefilterRules(_Strict):
     require_any: list[str] = Field(
         default_factory=list, description="If set, block unless one of these keywords appears (topic gate)."
     )
+    topic_threshold: int = Field(
+        default=0, ge=0,
+        description="Also pass the topic gate with at least this many positive matches (0: keywords only).",
+    )
 
     @field_validator("positive_patterns")
     @classmethod

@@ -143,6 +143,7 @@ class _Filter:
     blocked_source_types: frozenset[str]
     categories: list[_Category]
     rescue_threshold: int
+    topic_threshold: int
     has_require: bool
     require_key: tuple = ()
     regexes: list[_Regex] = field(default_factory=list)
@@ -300,6 +301,7 @@ class PrefilterEngine:
                 categories=[_Category(c.name, c.title_only, c.positive_threshold, fi, ci)
                             for ci, c in enumerate(rules.exclusions)],
                 rescue_threshold=rules.rescue_threshold,
+                topic_threshold=rules.topic_threshold,
                 has_require=bool(rules.require_any),
                 require_key=(fi, REQ, 0),
             )
@@ -542,6 +544,10 @@ class PrefilterEngine:
         if f.has_require:
             topic = acc.get(f.require_key)
             if topic is None:
+                if f.topic_threshold and positives >= f.topic_threshold:
+                    return Verdict(name, version, True, (
+                        Reason("passed", first_pos[fi]), Reason("topic_positives", f"{positives} positive matches"),
+                        *notes))
                 return Verdict(name, version, False, (Reason("off_topic", "no topic keyword"), *notes))
             return Verdict(name, version, True, (Reason("passed", topic), *notes))
         return Verdict(name, version, True, (Reason("passed", ""), *notes))

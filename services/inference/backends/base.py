@@ -56,7 +56,7 @@ class EncoderBackend(ABC):
                 half = max_chars // 2
                 text = text[:half] + " " + text[-half:]
             cut.append(text)
-        encoded = self.tokenizer(cut, add_special_tokens=False, truncation=False)["input_ids"]
+        encoded = self.tokenizer(cut, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
         out = []
         for ids in encoded:
             if len(ids) > self.budget:
