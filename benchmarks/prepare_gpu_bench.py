@@ -11,7 +11,6 @@ same cache (build/embeddings) that benchmarks/train_sustainability.py reads here
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -20,12 +19,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from distillery.filters import load_filter  # noqa: E402
-from distillery.students.encoder import Encoder, resolve_encoder, text_key  # noqa: E402
-from services.trainer.datasets import build_dataset, records_from_jsonl  # noqa: E402
+from distillery.filters import load_filter
+from distillery.students.encoder import Encoder, resolve_encoder, text_key
+from services.trainer.datasets import build_dataset, records_from_jsonl
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from train_sustainability import DATA  # noqa: E402
+from train_sustainability import DATA
 
 OUT = ROOT / "build" / "gpu_bench"
 

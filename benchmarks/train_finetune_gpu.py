@@ -95,9 +95,9 @@ def main() -> int:
 
     tr, va, te = (splits == "train"), (splits == "val"), (splits == "test")
     variants = {
-        "full510": dict(lora_r=0, lr=5e-5, head_lr=1e-3, head_tokens=meta["head"], tail_tokens=meta["tail"]),
-        "full256": dict(lora_r=0, lr=5e-5, head_lr=1e-3, head_tokens=128, tail_tokens=128),
-        "lora510": dict(lora_r=16, lr=5e-4, head_lr=1e-3, head_tokens=meta["head"], tail_tokens=meta["tail"]),
+        "full510": {"lora_r": 0, "lr": 5e-5, "head_lr": 1e-3, "head_tokens": meta["head"], "tail_tokens": meta["tail"]},
+        "full256": {"lora_r": 0, "lr": 5e-5, "head_lr": 1e-3, "head_tokens": 128, "tail_tokens": 128},
+        "lora510": {"lora_r": 16, "lr": 5e-4, "head_lr": 1e-3, "head_tokens": meta["head"], "tail_tokens": meta["tail"]},
     }
     preds = {}
     runs = [(name, int(seed)) for seed in args.seeds.split(",") for name in args.variants.split(",")]
@@ -107,7 +107,7 @@ def main() -> int:
         student = FinetuneStudent(meta["dimensions"], base_model=str(BENCH / "minilm"), use_ray=False,
                                   epochs=args.epochs, batch_size=32, patience=1, seed=seed, **v)
         ids = cut(v["head_tokens"], v["tail_tokens"])
-        sel = lambda mask: [ids[i] for i in np.flatnonzero(mask)]  # noqa: E731
+        sel = lambda mask, ids=ids: [ids[i] for i in np.flatnonzero(mask)]
         config = {"params": student.params, "train_ids": sel(tr), "val_ids": sel(va),
                   "train_targets": targets[tr].tolist(), "val_targets": targets[va].tolist(),
                   "train_texts": [], "val_texts": []}

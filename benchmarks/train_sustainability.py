@@ -23,11 +23,11 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from distillery.calibration import Calibration  # noqa: E402
-from distillery.filters import load_filter  # noqa: E402
-from distillery.students import make_student  # noqa: E402
-from services.trainer.datasets import build_dataset, records_from_jsonl  # noqa: E402
-from services.trainer.evaluation import evaluate  # noqa: E402
+from distillery.calibration import Calibration
+from distillery.filters import load_filter
+from distillery.students import make_student
+from services.trainer.datasets import build_dataset, records_from_jsonl
+from services.trainer.evaluation import evaluate
 
 DATA = Path(os.environ.get("DISTILLERY_ORIGIN_DATA", ROOT.parent / "shared" / "datasets" / "origin")) / \
     "oracle" / "sustainability__v1__bulk-labeling__gemini.jsonl"
@@ -131,14 +131,25 @@ def main(argv=None) -> int:
                 v = (preds["lexical"][0] + gpu[f"{name}_val"]) / 2
                 t_ = (preds["lexical"][1] + gpu[f"{name}_test"]) / 2
                 record(f"mean_lexical_finetune_{name}", v, t_, 0.0, 0.0, {"note": "plain mean"})
+        seeds_file = args.gpu_preds.with_name("finetune_preds_seeds.npz")
+        if seeds_file.exists() and "lexical" in preds:
+            more = np.load(seeds_file)
+            names = [k[:-4] for k in gpu.files if k.endswith("_val")]
+            vals = [gpu[f"{n}_val"] for n in names] + [more[k] for k in more.files if k.endswith("_val")]
+            tests = [gpu[f"{n}_test"] for n in names] + [more[k] for k in more.files if k.endswith("_test")]
+            fv, ft = np.mean(vals, axis=0), np.mean(tests, axis=0)
+            record(f"finetune_ensemble_{len(vals)}", fv, ft, 0.0, 0.0,
+                   {"note": "mean of all fine-tuned MiniLM runs (variants x seeds)"})
+            record(f"mean_lexical_finetune_ensemble_{len(vals)}", (fv + preds["lexical"][0]) / 2,
+                   (ft + preds["lexical"][1]) / 2, 0.0, 0.0, {"note": "plain mean of lexical and the ensemble"})
         if "lexical" in preds and "probe" in preds and {"full510_val", "lora510_val"} <= set(gpu.files):
             v = (preds["lexical"][0] + preds["probe"][0] + gpu["full510_val"] + gpu["lora510_val"]) / 4
             t_ = (preds["lexical"][1] + preds["probe"][1] + gpu["full510_test"] + gpu["lora510_test"]) / 4
             record("mean_lexical_probe_finetunes", v, t_, 0.0, 0.0, {"note": "plain mean of four"})
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(results, indent=2, default=float))
-    lines = [f"# {args.name}", "", f"dataset `{ds.hash}` train/val/test {len(tr_x)}/{len(va_x)}/{len(te_x)}; "
-             f"mean predictor test MAE {results['mean_predictor_test_mae']:.3f}", "",
+    lines = [f"# {args.name}", "", (f"dataset `{ds.hash}` train/val/test {len(tr_x)}/{len(va_x)}/{len(te_x)}; "
+             f"mean predictor test MAE {results['mean_predictor_test_mae']:.3f}"), "",
              "| student | test MAE raw | calibrated | coverage (90% target) | mean interval width | fit s |",
              "|---|---:|---:|---:|---:|---:|"]
     for name, s in results["students"].items():

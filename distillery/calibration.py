@@ -104,7 +104,7 @@ class Calibration:
                 q = conformal_quantile(in_band, coverage) if len(in_band) >= min_band_points else dim.global_q
                 dim.band_q.append(q)
             dims.append(dim)
-        return cls(dims, coverage, {"fitted_on": int(len(raw)), "isotonic": bool(isotonic),
+        return cls(dims, coverage, {"fitted_on": len(raw), "isotonic": bool(isotonic),
                                     "min_band_points": int(min_band_points)})
 
     # -- apply ---------------------------------------------------------------------------------------

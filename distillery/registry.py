@@ -57,7 +57,7 @@ def code_version() -> str:
         pkg = "0"
     try:
         sha = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                             text=True, timeout=5).stdout.strip()
+                             text=True, timeout=5, check=False).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         sha = ""
     return f"{pkg}+{sha}" if sha else pkg

@@ -137,8 +137,7 @@ def evaluate(
     try:
         if Path(model).is_dir() and (Path(model) / "manifest.json").exists():
             manifest = json.loads((Path(model) / "manifest.json").read_text())
-            info = reg.get(manifest["filter_name"], manifest["version_id"]) if not Path(model).is_relative_to(
-                Path(reg.storage.root)) else reg.get(manifest["filter_name"], manifest["version_id"])
+            info = reg.get(manifest["filter_name"], manifest["version_id"])
         else:
             if not filter_ref:
                 candidates = [i for i in reg.list() if i.version_id == model]

@@ -171,7 +171,7 @@ def _regression_model_class():
     return _RegressionModel
 
 
-def RegressionModel(backbone, n_outputs: int):  # noqa: N802 - a factory that hides the lazy torch import
+def RegressionModel(backbone, n_outputs: int):
     return _regression_model_class()(backbone, n_outputs)
 
 

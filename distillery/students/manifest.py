@@ -61,7 +61,7 @@ def library_versions() -> dict[str, str]:
 
         versions["llm-distillery"] = version("llm-distillery")
     except Exception:  # noqa: BLE001 - not installed as a distribution
-        pass
+        versions["llm-distillery"] = "unknown"
     return versions
 
 

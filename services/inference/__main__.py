@@ -8,7 +8,6 @@ import sys
 from distillery.rpc import ServiceBinding
 from distillery.rpc.main import Service, common_parser, service_main
 from distillery.v1 import scoring_pb2_grpc
-
 from services.inference.config import InferenceSettings
 
 logger = logging.getLogger(__name__)

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from distillery.rpc.errors import OverloadedError
-
 from services.inference import metrics
 
 logger = logging.getLogger(__name__)
@@ -163,7 +162,7 @@ class DynamicBatcher(Generic[T]):
                 results = self.process([i.payload for i in live], info)
                 if len(results) != len(live):
                     raise RuntimeError(f"{self.name}: model returned {len(results)} results for {len(live)} inputs")
-            except BaseException as exc:  # noqa: BLE001 - every waiting caller must hear about it
+            except BaseException as exc:
                 logger.exception("batch failed", extra={"fields": {"batcher": self.name, "size": len(live)}})
                 for item in live:
                     if not item.future.done():

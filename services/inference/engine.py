@@ -18,7 +18,6 @@ import numpy as np
 
 from distillery.filters import FilterSpec, UnknownFilterError, overall_scores, tier_for
 from distillery.rpc.errors import PreconditionError, UnavailableError
-
 from services.inference import metrics
 from services.inference.batcher import BatchInfo, DeadlineExceededError, DynamicBatcher
 from services.inference.models import CHEAP, PRIMARY, ModelRef, ModelSource, ServedModel, student_text
@@ -73,6 +72,13 @@ class _Row:
 
 
 @dataclass
+class _MetricChildren:
+    overall: object
+    uncertain: object
+    scores: list
+
+
+@dataclass
 class FilterSlot:
     """Everything served for one filter: its models by role and one batcher per role."""
 
@@ -80,6 +86,17 @@ class FilterSlot:
     refs: dict[str, ModelRef] = field(default_factory=dict)
     models: dict[str, ServedModel] = field(default_factory=dict)
     batchers: dict[str, DynamicBatcher] = field(default_factory=dict)
+
+    _children: _MetricChildren | None = None
+
+    def metric_children(self) -> _MetricChildren:
+        """Labelled metric children of this filter, looked up once (labels() per value is slow)."""
+        if self._children is None:
+            name = self.spec.name
+            self._children = _MetricChildren(
+                overall=metrics.OVERALL.labels(name), uncertain=metrics.UNCERTAIN.labels(name),
+                scores=[metrics.SCORES.labels(name, d) for d in self.spec.dimension_names])
+        return self._children
 
     @property
     def cascade_active(self) -> bool:
@@ -112,7 +129,7 @@ class ScoringEngine:
                     continue
                 try:
                     refs = self.source.promoted(slot.spec)
-                except Exception:  # noqa: BLE001 - a broken registry must not stop serving
+                except Exception:
                     logger.exception("registry lookup failed", extra={"fields": {"filter": name}})
                     metrics.RELOADS.labels(name, "error").inc()
                     continue
@@ -127,7 +144,7 @@ class ScoringEngine:
                                 f"model {ref.version} predicts {model.dimensions}, "
                                 f"the spec {slot.spec.ref} has {slot.spec.dimension_names}"
                             )
-                    except Exception:  # noqa: BLE001
+                    except Exception:
                         logger.exception("model load failed",
                                          extra={"fields": {"filter": name, "role": role, "version": ref.version}})
                         metrics.RELOADS.labels(name, "error").inc()
@@ -263,16 +280,23 @@ class ScoringEngine:
         total = time.monotonic() - start
         metrics.PHASE_SECONDS.labels("total").observe(total)
         out: list[list[FilterResult]] = [[] for _ in articles]
-        for results in per_filter:
+        for k, results in enumerate(per_filter):
+            slot = first[k][0]
+            children = slot.metric_children()
+            stages: dict[str, int] = {}
+            uncertain = 0
             for i, result in enumerate(results):
                 result.total_seconds = total
                 out[i].append(result)
-                metrics.ARTICLES.labels(result.filter_name, result.stage).inc()
-                if result.uncertain:
-                    metrics.UNCERTAIN.labels(result.filter_name).inc()
-                metrics.OVERALL.labels(result.filter_name).observe(result.overall)
-                for dim, value in zip(result.dimensions, result.calibrated, strict=True):
-                    metrics.SCORES.labels(result.filter_name, dim).observe(value)
+                stages[result.stage] = stages.get(result.stage, 0) + 1
+                uncertain += result.uncertain
+                children.overall.observe(result.overall)
+                for child, value in zip(children.scores, result.calibrated.tolist(), strict=True):
+                    child.observe(value)
+            for stage, count in stages.items():
+                metrics.ARTICLES.labels(slot.spec.name, stage).inc(count)
+            if uncertain:
+                children.uncertain.inc(uncertain)
         return out
 
     def _submit(self, slot: FilterSlot, role: str, texts: list[str], deadline: float | None) -> list:

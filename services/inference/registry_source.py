@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from distillery.filters import FilterSpec
-
 from services.inference.backends.base import EncoderBackend, make_encoder
 from services.inference.models import CHEAP, PRIMARY, ModelRef, Prediction, estimate_tokens
 

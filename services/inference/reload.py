@@ -42,5 +42,5 @@ class RegistryWatcher:
                 return
             try:
                 self.engine.refresh()
-            except Exception:  # noqa: BLE001 - keep watching
+            except Exception:
                 logger.exception("reload failed")

@@ -12,7 +12,6 @@ import grpc
 from distillery.articles import InvalidArticleError, validate
 from distillery.rpc import handle_errors, item_error
 from distillery.v1 import common_pb2, scoring_pb2, scoring_pb2_grpc
-
 from services.inference.batcher import DeadlineExceededError
 from services.inference.engine import STAGE_CHEAP, STAGE_EXPENSIVE, STAGE_SINGLE, FilterResult, ScoringEngine
 
@@ -109,8 +108,8 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServiceServicer):
             try:
                 for request in request_iterator:
                     inbox.put(request)
-            except Exception:  # noqa: BLE001 - client cancelled or sent bytes that do not parse
-                pass
+            except Exception:
+                logger.debug("score stream reader ended", exc_info=True)
             finally:
                 inbox.put(done)
 

@@ -21,7 +21,6 @@ from distillery.articles import InvalidArticleError, validate
 from distillery.bus import OutMessage, Stage, header, make_consumer, make_headers
 from distillery.bus import headers as h
 from distillery.v1 import common_pb2, events_pb2, oracle_pb2
-
 from services.inference import metrics
 from services.inference.config import InferenceSettings
 from services.inference.engine import ScoringEngine
@@ -147,7 +146,7 @@ class InferenceStage(Stage):
                         logger.info("model promoted event", extra={"fields": {
                             "filter": event.filter.name, "version": event.version}})
                         self.on_model_event(event.filter.name)
-        except Exception:  # noqa: BLE001 - the registry poll still reloads
+        except Exception:
             logger.exception("models.events watcher stopped")
         finally:
             consumer.close()

@@ -9,7 +9,8 @@ plain strings and returns :class:`Verdict` objects whose reasons say which rule 
 Rule order per filter (the first blocking rule decides; reasons keep the order the rules fired in):
 ``allowed_domain`` (pass) > ``domain`` > ``source_type`` > ``too_long`` > ``too_short`` > ``language`` >
 exclusion categories in spec order (each cancelled by its exception keywords, its positive threshold,
-or the filter's global rescue threshold) > topic gate (``require_any``) > ``passed``.
+or the filter's global rescue threshold) > topic gate (``require_any``, or ``topic_threshold``
+positive matches) > ``passed``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from services.prefilter.literals import (
     required_literals,
     starts_with_boundary,
 )
-from services.prefilter.text import Window, is_word_char, make_window, normalise_term
+from services.prefilter.text import Window, is_word_char, make_window, normalise_term, unspaced_script
 
 # Keyword roles.
 EXCL, EXC, POS, REQ = 0, 1, 2, 3
@@ -214,8 +215,9 @@ class PrefilterEngine:
         term = normalise_term(stripped.strip("*"))
         if not term:
             raise FilterSpecError(self.filters[fi].spec.ref, [f"{where}: empty keyword {raw!r}"])
-        lb = is_word_char(term[0]) and not stripped.startswith("*")
-        rb = is_word_char(term[-1]) and not stripped.endswith("*")
+        # Scripts written without spaces between words (Han, kana, Thai ...) have no word boundaries to check.
+        lb = is_word_char(term[0]) and not stripped.startswith("*") and not unspaced_script(term[0])
+        rb = is_word_char(term[-1]) and not stripped.endswith("*") and not unspaced_script(term[-1])
         self._literal(fi, role, ci, term, lb, rb, title_only, stripped, where)
 
     def _literal(self, fi, role, ci, term, lb, rb, title_only, label, where) -> None:

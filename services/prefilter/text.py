@@ -38,6 +38,11 @@ _TAG = re.compile(r"</?[A-Za-z][^<>]{0,2000}>|<br\s*/?>", re.IGNORECASE)
 # Raw characters read for every scan character: room for markup that cleaning removes.
 RAW_FACTOR = 3
 RAW_SLACK = 256
+# Without markup: raw characters read beyond scan_chars (whitespace runs collapse, and the character at the
+# window's edge needs its neighbour for the word-boundary check); a body that cleans shorter is re-read.
+RAW_MARGIN = 64
+RAW_EDGE = 1
+MAX_RAW_FACTOR = 64
 
 
 def strip_html(text: str) -> str:
@@ -52,33 +57,107 @@ def strip_html(text: str) -> str:
 
 
 def clean(text: str) -> str:
-    """HTML/entity removal, lone surrogates dropped, NFKC, invisible characters removed, whitespace collapsed.
+    """HTML/entity removal, lone surrogates dropped, NFKC, invisible characters removed, whitespace collapsed."""
+    return clean_folded(text)[0]
 
-    Every step has a fast path for the common case (checks that run in C over the bytes and skip the
-    work when nothing needs doing), which keeps the engine's per-article cost low.
+
+_ASCII_BYTES = bytes(range(128))
+# Non-ASCII characters that NFKC never composes with a neighbour (no combining marks, no jamo, no
+# script-specific vowel signs): for text whose non-ASCII characters all lie here, the text is NFKC-normal
+# exactly when those characters, taken alone, are.
+_NFKC_CONTEXT_FREE = re.compile("[^\u0080-\u02ff\u2000-\u206f\u20a0-\u20cf\u2100-\u214f]")
+
+
+_NFKC_CHAR: dict[str, str | None] = {}
+
+
+def _nfkc_char(ch: str) -> str | None:
+    """NFKC of one character when it does not depend on the neighbours (None when it may)."""
+    try:
+        return _NFKC_CHAR[ch]
+    except KeyError:
+        pass
+    out = unicodedata.normalize("NFKC", ch)
+    free = not _NFKC_CONTEXT_FREE.search(ch) and not any(
+        unicodedata.combining(c) or _NFKC_CONTEXT_FREE.search(c) for c in out if not c.isascii())
+    if len(_NFKC_CHAR) < 4096:
+        _NFKC_CHAR[ch] = out if free else None
+    return out if free else None
+
+
+def _context_free_nfkc(rest: str) -> list[tuple[str, str]] | None:
+    """For the non-ASCII characters ``rest`` of a text: the (character, NFKC) replacements that normalise
+    the text, [] when it is already normal, None when a character's NFKC may depend on its neighbours."""
+    out = []
+    for ch in set(rest):
+        repl = _nfkc_char(ch)
+        if repl is None:
+            return None
+        if repl != ch:
+            out.append((ch, repl))
+    return out
+
+
+def clean_folded(text: str) -> tuple[str, str]:
+    """:func:`clean`, and the cleaned text case-folded (as :func:`fold`), computed together.
+
+    Every step has a fast path for the common case, checks that run in C and skip the work when nothing
+    needs doing: ASCII text is handled with str methods; other text is examined through its non-ASCII
+    characters alone (usually a few quotes, dashes and accented letters): when those need no NFKC, hold
+    no invisible character and have no case, the whitespace collapse and the case folding run on the
+    UTF-8 bytes, where both are table lookups.
     """
     text = strip_html(text)
     if text.isascii():
-        # str.translate is a table lookup for ASCII: control whitespace to spaces, then collapse runs.
-        text = text.translate(_ASCII_SPACES)
-        while "  " in text:
-            text = text.replace("  ", " ")
-        return text.strip()
-    try:
-        data = text.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates (e.g. from JSON escapes): drop them
-        text = _SURROGATES.sub("", text)
-        data = text.encode("utf-8")
+        data = text.encode("ascii")
+        rest = ""
+    else:
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates (e.g. from JSON escapes): drop them
+            text = _SURROGATES.sub("", text)
+            data = text.encode("utf-8")
+        rest = data.translate(None, _ASCII_BYTES).decode("utf-8")  # the non-ASCII characters, in order
+        if _UNUSUAL.search(rest):
+            return _clean_slow(text)
+        replace = _context_free_nfkc(rest) if len(rest) <= 256 else None
+        if replace:
+            # A few compatibility characters (the ellipsis above all) and nothing NFKC would compose:
+            # replace them instead of normalising the whole text.
+            for ch, repl in replace:
+                text = text.replace(ch, repl)
+            data = text.encode("utf-8")
+            rest = data.translate(None, _ASCII_BYTES).decode("utf-8")
+        elif replace is None and (not unicodedata.is_normalized("NFKC", rest) or (
+                _NFKC_CONTEXT_FREE.search(rest) and not unicodedata.is_normalized("NFKC", text))):
+            text = unicodedata.normalize("NFKC", text)
+            data = text.encode("utf-8")
+            rest = data.translate(None, _ASCII_BYTES).decode("utf-8")
+            if _UNUSUAL.search(rest):  # NFKC can produce a line separator from a compatibility character
+                return _clean_slow(text)
+    # bytes.translate is a table lookup: control whitespace to spaces, then collapse runs of spaces.
+    data = data.translate(_BYTE_SPACES)
+    while True:
+        shorter = data.replace(b"  ", b" ")
+        if len(shorter) == len(data):
+            break
+        data = shorter
+    data = data.strip()
+    if not rest or (rest.lower() == rest and not any(ch in rest for ch in _FOLD_SPECIAL)):
+        # No non-ASCII character changes under case folding: folding the ASCII bytes is enough.
+        return data.decode("utf-8"), data.lower().decode("utf-8")
+    text = data.decode("utf-8")
+    return text, fold(text)
+
+
+def _clean_slow(text: str) -> tuple[str, str]:
+    """The general path: NFKC, invisible characters and exotic line breaks removed, whitespace collapsed."""
     if not unicodedata.is_normalized("NFKC", text):
         text = unicodedata.normalize("NFKC", text)
-        data = text.encode("utf-8")
-    if _UNUSUAL.search(text):  # one pass for the rare cases: invisible characters, exotic line breaks
-        text = " ".join(_INVISIBLE_RE.sub("", text).split())
-        return text
-    data = data.translate(_BYTE_SPACES)
-    while b"  " in data:
-        data = data.replace(b"  ", b" ")
-    return data.strip().decode("utf-8")
+    if _UNUSUAL.search(text):
+        text = _INVISIBLE_RE.sub("", text)
+    text = " ".join(text.split())
+    return text, fold(text)
 
 
 def normalise_term(term: str) -> str:
@@ -98,22 +177,36 @@ class Window:
 
 
 def make_window(title: str, body: str, scan_chars: int) -> Window:
-    """Title + the first ``scan_chars`` characters of the cleaned body; reads at most a bounded raw prefix."""
-    raw_limit = scan_chars + RAW_SLACK
+    """Title + the first ``scan_chars`` characters of the cleaned body; reads at most a bounded raw prefix.
+
+    The body is sliced before it is cleaned: ``scan_chars`` plus a small margin (whitespace that collapses),
+    or a larger one when it holds markup (tags and entities that cleaning removes, and a tag cut at the edge
+    of the slice); if cleaning leaves fewer than ``scan_chars`` characters of a longer body, a longer
+    prefix is cleaned, so the window is the same as if the whole body had been cleaned.
+    """
+    raw_limit = scan_chars + RAW_MARGIN
     head = body[:raw_limit]
     if "<" in head or "&" in head:
         raw_limit = scan_chars * RAW_FACTOR + RAW_SLACK  # room for markup that cleaning removes
         head = body[:raw_limit]
-    whole = len(body) <= raw_limit
-    cleaned_body = clean(head)
-    cleaned_title = clean(title[:raw_limit])
+    while True:
+        cleaned_body, folded_body = clean_folded(head)
+        whole = len(body) <= raw_limit
+        if whole or len(cleaned_body) >= scan_chars + RAW_EDGE or raw_limit >= MAX_RAW_FACTOR * (scan_chars + 1):
+            break
+        raw_limit *= 2
+        head = body[:raw_limit]
+    cleaned_title, folded_title = clean_folded(title[:scan_chars * RAW_FACTOR + RAW_SLACK])
     body_chars = len(cleaned_body) if whole else -1
-    text = f"{cleaned_title}\n{cleaned_body[:scan_chars]}"
-    folded = fold(text)
+    if len(cleaned_body) > scan_chars:
+        same_length = len(folded_body) == len(cleaned_body)
+        cleaned_body = cleaned_body[:scan_chars]
+        folded_body = folded_body[:scan_chars] if same_length else fold(cleaned_body)
+    text = f"{cleaned_title}\n{cleaned_body}"
+    folded = f"{folded_title}\n{folded_body}"
     title_end = len(cleaned_title)
     # Folding can change lengths (German sharp s -> "ss"): the title ends elsewhere in the folded copy.
-    title_end_folded = title_end if len(folded) == len(text) else len(cleaned_title.casefold())
-    return Window(text, folded, title_end, title_end_folded, body_chars)
+    return Window(text, folded, title_end, len(folded_title), body_chars)
 
 
 _FOLD_SPECIAL = ("ß", "ς", "ſ", "ﬅ", "ﬆ", "ẞ")
@@ -133,3 +226,15 @@ def fold(text: str) -> str:
 
 def is_word_char(ch: str) -> bool:
     return ch.isalnum() or ch == "_"
+
+
+# Thai, Lao, Myanmar, Khmer, CJK symbols/kana/Han (and compatibility, extension planes): no spaces between words.
+_UNSPACED = ((0x0E00, 0x0EFF), (0x1000, 0x109F), (0x1780, 0x17FF), (0x2E80, 0x9FFF), (0xF900, 0xFAFF),
+             (0x20000, 0x3FFFF))
+
+
+def unspaced_script(ch: str) -> bool:
+    """Whether ``ch`` belongs to a script written without spaces between words (a keyword in it is
+    matched inside runs of text, since whole-word matching would never fire there)."""
+    cp = ord(ch)
+    return any(lo <= cp <= hi for lo, hi in _UNSPACED)

@@ -216,7 +216,7 @@ def build_dataset(spec: FilterSpec, records: Iterable[LabelRecord], seed: int = 
         except (TypeError, ValueError):
             dropped["non_numeric_score"] += 1
             continue
-        if any(not (0.0 <= v <= 10.0) or v != v for v in values):
+        if any(not (0.0 <= v <= 10.0) for v in values):  # NaN fails too
             dropped["out_of_range_score"] += 1
             continue
         by_id[rec.id].append(rec)
@@ -340,7 +340,7 @@ def validation_report(spec: FilterSpec, dataset: Dataset, n_input: int, dropped:
     noise = None
     if noise_diffs:
         diffs = np.stack(noise_diffs)
-        noise = {"pairs": int(len(diffs)),
+        noise = {"pairs": len(diffs),
                  "mean_abs_diff": {d: float(diffs[:, j].mean()) for j, d in enumerate(dims)},
                  "mean_abs_diff_all": float(diffs.mean())}
     return {

@@ -35,7 +35,7 @@ def evaluate(spec: FilterSpec, y: np.ndarray, raw: np.ndarray, calibrated: np.nd
     raw_c = np.clip(np.asarray(raw, dtype=np.float64), 0, 10)
     cal = raw_c if calibrated is None else np.asarray(calibrated, dtype=np.float64)
     mean = np.asarray(train_mean if train_mean is not None else y.mean(axis=0))
-    out: dict[str, Any] = {"n": int(len(y)), "dimensions": {}}
+    out: dict[str, Any] = {"n": len(y), "dimensions": {}}
     for j, d in enumerate(dims):
         out["dimensions"][d] = {
             "mae_raw": float(np.abs(raw_c[:, j] - y[:, j]).mean()),
@@ -64,7 +64,7 @@ def evaluate(spec: FilterSpec, y: np.ndarray, raw: np.ndarray, calibrated: np.nd
     medium = medium_threshold if medium_threshold is not None else (
         tiers[-2].min_overall if len(tiers) >= 2 else 4.0)
     positives = true_overall >= medium
-    k = max(1, int(round(k_fraction * len(y))))
+    k = max(1, round(k_fraction * len(y)))
     top_true = set(np.argsort(-true_overall)[:k].tolist())
     top_pred = set(np.argsort(-pred_overall)[:k].tolist())
     out["recall_at_k"] = {"k": k, "recall": len(top_true & top_pred) / k}

@@ -198,7 +198,7 @@ class JobManager:
                 if self.on_success:
                     try:
                         self.on_success(job)
-                    except Exception:  # noqa: BLE001
+                    except Exception:
                         logger.exception("post-success hook failed for job %s", job_id)
             elif final and final["type"] == "error":
                 self._update(job_id, state=FAILED, error=final["error"], message="failed")

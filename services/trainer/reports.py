@@ -76,13 +76,13 @@ def write_report(out_dir: Path | str, spec: FilterSpec, evaluation: dict[str, An
         lines.append(f"- {k}: `{v}`")
     lines += [
         f"- articles: {e['n']}",
-        f"- MAE (calibrated / raw): **{e['mae']:.3f}** / {e['mae_raw']:.3f}; mean predictor "
-        f"{e['mean_predictor_mae']:.3f}",
+        (f"- MAE (calibrated / raw): **{e['mae']:.3f}** / {e['mae_raw']:.3f}; mean predictor "
+        f"{e['mean_predictor_mae']:.3f}"),
         f"- overall-score MAE {e['overall_mae']:.3f}; tier agreement {e['tier_agreement']:.1%}",
         f"- recall@{e['recall_at_k']['k']} of the top oracle articles: {e['recall_at_k']['recall']:.1%}",
-        f"- false negatives at medium or above (overall >= {e['medium_or_above']['threshold']:g}): "
+        (f"- false negatives at medium or above (overall >= {e['medium_or_above']['threshold']:g}): "
         f"{e['medium_or_above']['false_negatives']} of {e['medium_or_above']['n']} "
-        f"({e['medium_or_above']['false_negative_rate']:.1%})",
+        f"({e['medium_or_above']['false_negative_rate']:.1%})"),
     ]
     if has_cov:
         lines.append(f"- interval coverage {e['coverage']:.1%} (target 90%), mean width {e['interval_width']:.2f}")

@@ -21,8 +21,7 @@ TOPICS = [
     ["forest", "river", "species", "wildlife", "habitat", "restoration", "wetland", "biodiversity"],
     ["school", "students", "teachers", "learning", "education", "classroom", "literacy", "skills"],
 ]
-FILLER = ("the a of and to in on with for from by at this that was were said report today week city "
-          "people year new officials news according plan people time part group country").split()
+FILLER = ["the", "a", "of", "and", "to", "in", "on", "with", "for", "from", "by", "at", "this", "that", "was", "were", "said", "report", "today", "week", "city", "people", "year", "new", "officials", "news", "according", "plan", "people", "time", "part", "group", "country"]
 
 
 def generate(dimensions: Sequence[str], n: int, seed: int = 0, noise: float = 0.5,
@@ -36,7 +35,7 @@ def generate(dimensions: Sequence[str], n: int, seed: int = 0, noise: float = 0.
         words: list[str] = []
         for d, score in enumerate(latent):
             topic = TOPICS[d % len(TOPICS)]
-            words += list(rng.choice(topic, size=int(round(score * 1.5))))
+            words += list(rng.choice(topic, size=round(score * 1.5)))
         words += list(rng.choice(FILLER, size=60))
         rng.shuffle(words)
         title_topic = TOPICS[int(np.argmax(latent)) % len(TOPICS)]

@@ -56,7 +56,7 @@ def world(tmp_path_factory, spec):
 
 @pytest.fixture(scope="module")
 def service(world):
-    registry, info, records, root = world
+    _registry, _info, _records, root = world
     svc = start_service("inference", args=[
         "--filters-dir", str(FILTERS), "--filter", "uplifting", "--state-dir", str(root),
         "--max-wait-ms", "20", "--reload-poll-seconds", "0.2", "--max-queue", "512",
@@ -151,6 +151,19 @@ def test_malformed_bytes_get_a_status_and_server_keeps_serving(service, stub):
     with pytest.raises(grpc.RpcError) as err:
         raw(b"\xff\xff\xff\xff", timeout=5)
     assert err.value.code() in (grpc.StatusCode.INTERNAL, grpc.StatusCode.INVALID_ARGUMENT)
+    channel.close()
+    assert stub.Score(scoring_pb2.ScoreRequest(article=article_pb2.Article(title="t", text="fine")), timeout=10)
+
+
+def test_malformed_stream_message_fails_that_stream_only(service, stub, world):
+    channel = service.channel()
+    raw = channel.stream_stream("/distillery.v1.ScoringService/ScoreStream", request_serializer=lambda b: b,
+                                response_deserializer=lambda b: b)
+    good = scoring_pb2.ScoreRequest(article=_articles(world[2], 1)[0]).SerializeToString()
+    with pytest.raises(grpc.RpcError) as err:
+        list(raw(iter([good, b"\xff\xff\xff\xff"]), timeout=10))
+    assert err.value.code() in (grpc.StatusCode.INTERNAL, grpc.StatusCode.INVALID_ARGUMENT,
+                                grpc.StatusCode.CANCELLED)
     channel.close()
     assert stub.Score(scoring_pb2.ScoreRequest(article=article_pb2.Article(title="t", text="fine")), timeout=10)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "unit" / "trainer"))
-from helpers import write_filter, write_labels  # noqa: E402
+from helpers import write_filter, write_labels
 
 from distillery.runtime.supervisor import start_service
 from distillery.v1 import common_pb2, events_pb2, trainer_pb2, trainer_pb2_grpc

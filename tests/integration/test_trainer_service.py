@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "unit" / "trainer"))
-from helpers import write_filter, write_labels  # noqa: E402
+from helpers import write_filter, write_labels
 
 from distillery.runtime.supervisor import start_service
 from distillery.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
@@ -47,10 +47,7 @@ def stub(trainer):
 
 
 def _watch_to_end(stub, job_id):
-    states = []
-    for job in stub.WatchJob(trainer_pb2.GetJobRequest(job_id=job_id), timeout=240):
-        states.append(job)
-    return states
+    return list(stub.WatchJob(trainer_pb2.GetJobRequest(job_id=job_id), timeout=240))
 
 
 def test_train_watch_list_promote(stub, workdir):
@@ -79,7 +76,7 @@ def test_train_watch_list_promote(stub, workdir):
 
     reg = ModelRegistry(workdir / "state" / "registry")
     loaded = reg.load(reg.promoted("tiny"))
-    raw, cal, lower, upper = loaded.predict(["Solar wind renewable emissions carbon climate battery grid"])
+    raw, _, lower, upper = loaded.predict(["Solar wind renewable emissions carbon climate battery grid"])
     assert raw.shape == (1, 3) and (lower <= upper).all()
 
 

@@ -56,9 +56,9 @@ class VllmRegressor:
             raise VllmUnavailableError(why)
         from vllm import LLM
 
-        kwargs = dict(model=str(model_dir), max_model_len=max_model_len, dtype=dtype,
-                      gpu_memory_utilization=gpu_memory_utilization, max_num_seqs=max_num_seqs,
-                      enforce_eager=False)
+        kwargs = {"model": str(model_dir), "max_model_len": max_model_len, "dtype": dtype,
+                  "gpu_memory_utilization": gpu_memory_utilization, "max_num_seqs": max_num_seqs,
+                  "enforce_eager": False}
         try:
             from vllm.config import PoolerConfig
 

@@ -28,7 +28,9 @@ def test_example_conventions(name):
     assert 5 <= len(spec.dimensions) <= 8
     assert spec.gatekeepers, "every example has a gatekeeper"
     assert spec.content_caps, "every example has content caps"
-    assert spec.prefilter.min_length == 300
+    # Short texts make LLM oracles analyse the prompt itself; sustainability_technology keeps 100 because a
+    # quarter of its human-confirmed true positives are short (tuned on the prefilter evaluation set).
+    assert spec.prefilter.min_length == (100 if name == "sustainability_technology" else 300)
     assert spec.prefilter.exclusions
     assert {"code_repo", "developer_aggregator", "firehose_aggregator"} <= set(spec.prefilter.blocked_source_types)
     trunc = spec.student.truncation

@@ -60,9 +60,9 @@ class DictSource:
 __all__ = ["CHEAP", "PRIMARY", "DictSource", "KeywordModel"]
 
 
-import types  # noqa: E402
+import types
 
-import pytest  # noqa: E402
+import pytest
 
 
 @pytest.fixture

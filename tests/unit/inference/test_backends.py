@@ -77,7 +77,6 @@ def test_onnx_fp32_scores_agree_with_torch_within_0_02_mae(corpus, probe, torch_
 @pytest.mark.slow
 def test_int8_is_served_only_within_0_02_mae(corpus, probe, torch_encoder, tmp_path_factory):
     """int8 dynamic quantisation is guarded: the served encoder always keeps the head within 0.02 MAE."""
-    from services.inference.backends import make_encoder
     from services.inference.registry_source import INT8_MAX_MAE, RegistrySource
 
     spec, texts, _y = corpus
@@ -91,3 +90,13 @@ def test_int8_is_served_only_within_0_02_mae(corpus, probe, torch_encoder, tmp_p
     assert (served is int8) == (source.last_int8_mae <= INT8_MAX_MAE)
     held = texts[100:]
     assert _mae(probe, torch_encoder.embed(held), served.embed(held)) <= 0.02
+
+
+@pytest.mark.slow
+def test_torch_bf16_scores_agree_with_fp32_within_0_02_mae(corpus, probe, torch_encoder):
+    from services.inference.backends import make_encoder
+
+    _spec, texts, _y = corpus
+    bf16 = make_encoder("torch", "all-MiniLM-L6-v2", 64, 64, max_batch_tokens=4096, dtype="bfloat16")
+    held = texts[100:]
+    assert _mae(probe, torch_encoder.embed(held), bf16.embed(held)) <= 0.02

@@ -9,7 +9,6 @@ from distillery.rpc.errors import PreconditionError, UnavailableError
 from distillery.v1 import article_pb2
 from services.inference.batcher import DeadlineExceededError
 from services.inference.engine import BatchLimits, ScoringEngine
-
 from services.inference.models import CHEAP, PRIMARY
 
 FILTERS = Path(__file__).resolve().parents[3] / "filters"
@@ -75,7 +74,7 @@ def test_cascade_routes_by_cheap_overall(spec, kit):
 
 
 def test_resolve_errors(spec, kit):
-    DictSource, KeywordModel = kit.DictSource, kit.KeywordModel
+    DictSource = kit.DictSource
     src = DictSource()
     engine = _engine(spec, src)
     with pytest.raises(UnavailableError, match="no model is promoted"):

@@ -260,3 +260,34 @@ def test_triggered_regexes_give_the_same_answers_as_a_plain_search(make_spec):
         expected = next((f"excluded:c{i}" for i, p in enumerate(patterns) if re.search(p, text.lower())), "passed")
         got = one(engine, text=text + BODY).reasons[0].code
         assert got == expected, text
+
+
+def test_topic_threshold_passes_the_gate_on_positive_matches(make_spec):
+    spec = make_spec({
+        "require_any": ["solar"],
+        "positive_patterns": ["gpu", "software", "latency", "benchmark*"],
+        "topic_threshold": 3,
+    })
+    engine = PrefilterEngine([spec])
+    v = one(engine, text="A GPU and its software." + BODY)
+    assert not v.passed and codes(v) == ["off_topic"]
+    v = one(engine, text="A GPU, its software and lower latency on benchmarks." + BODY)
+    assert v.passed and codes(v) == ["passed", "topic_positives"]
+    assert v.reasons[0].matched == "gpu" and v.reasons[1].matched == "4 positive matches"
+    assert codes(one(engine, text="A solar roof." + BODY)) == ["passed"]
+
+
+def test_topic_threshold_zero_keeps_the_keyword_gate(make_spec):
+    spec = make_spec({"require_any": ["solar"], "positive_patterns": ["gpu", "software"]})
+    v = one(PrefilterEngine([spec]), text="A GPU and its software." + BODY)
+    assert not v.passed and codes(v) == ["off_topic"]
+
+
+def test_unspaced_script_keywords_match_inside_runs(make_spec):
+    spec = make_spec({"require_any": ["电动", "ev"], "exclusions": [{"name": "x", "keywords": ["テスト"]}]})
+    engine = PrefilterEngine([spec])
+    assert one(engine, text="这家公司研发电动船舶推进系统。" + BODY).passed
+    v = one(engine, text="电动のテスト結果" + BODY)
+    assert not v.passed and v.reasons[0] == ("excluded:x", "テスト")
+    # Latin keywords keep whole-word matching next to Han characters' neighbours that are letters.
+    assert not one(engine, text="every event" + BODY).passed

@@ -58,9 +58,12 @@ def test_label_errors_name_file_and_line(spec, tmp_path):
 
 
 def test_cli_on_the_regression_suite(tmp_path):
-    out, prom = tmp_path / "r.json", tmp_path / "r.prom"
+    out, prom, labels = tmp_path / "r.json", tmp_path / "r.prom", tmp_path / "sustainability.jsonl"
+    # The sustainability cases of the suite (the other filters' passing cases are off topic for it).
+    labels.write_text("".join(line + "\n" for line in REGRESSION.read_text(encoding="utf-8").splitlines()
+                              if line.strip() and json.loads(line)["filter"] == "sustainability"), encoding="utf-8")
     result = CliRunner().invoke(app, ["prefilter", "evaluate", "--filter", "sustainability", "--labels",
-                                      str(REGRESSION), "--json", str(out), "--metrics-out", str(prom)])
+                                      str(labels), "--json", str(out), "--metrics-out", str(prom)])
     assert result.exit_code == 0, result.output
     assert "false negatives" in result.output
     (report,) = json.loads(out.read_text())

@@ -57,5 +57,5 @@ def test_bad_input_and_uncertain_flag():
     spread = np.array([[0.1, 2.0], [0.0, 0.0]])
     assert uncertain(lower, upper, 4.0, spread, 1.0).tolist() == [True, True]
     ident = Calibration.identity(["a"], half_width=2.0)
-    c, lo, hi = ident.apply(np.array([[11.0], [5.0]]))
+    c, lo, _ = ident.apply(np.array([[11.0], [5.0]]))
     assert c.ravel().tolist() == [10.0, 5.0] and lo.ravel().tolist() == [8.0, 3.0]

@@ -35,7 +35,7 @@ def test_deepspeed_zero2_config_is_built_and_validated_on_cpu():
     parsed = validate_deepspeed_config(cfg)
     assert parsed.zero_optimization_stage == 2 and parsed.bfloat16_config.enabled
     assert parsed.train_batch_size == 16 and parsed.gradient_accumulation_steps == 2
-    with pytest.raises(Exception):
+    with pytest.raises(AssertionError, match="train_batch_size"):
         validate_deepspeed_config({**cfg, "train_batch_size": 7})  # inconsistent with micro batch x accum x world
     with pytest.raises(ValueError, match="zero_stage"):
         deepspeed_config(zero_stage=5)

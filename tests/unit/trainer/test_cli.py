@@ -9,7 +9,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
-from helpers import write_filter, write_labels  # noqa: E402
+from helpers import write_filter, write_labels
 
 from distillery.cli.main import app
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from helpers import DIMS, write_filter  # noqa: E402
+from helpers import DIMS, write_filter
 
 from distillery.filters import load_filter
 from services.trainer.datasets import Dataset, DatasetError, LabelRecord, build_dataset
