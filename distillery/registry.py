@@ -223,7 +223,7 @@ class ModelRegistry:
             raise ValueError(f"student dimensions {student.dimensions} differ from {spec.ref}'s "
                              f"{spec.dimension_names}")
         version_id = new_version_id()
-        created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        created = datetime.now(timezone.utc).isoformat(timespec="microseconds")  # orders same-second versions
         dest = self._version_path(spec.name, spec.version, version_id)
         manifest = {
             "filter_name": spec.name,

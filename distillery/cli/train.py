@@ -162,6 +162,7 @@ def evaluate(
         texts = [compose_text(r.title, r.text) for r in recs]
         y = np.array([[float(r.scores[d]) for d in spec.dimension_names] for r in recs])
         source = str(data)
+        noise = None
     else:
         folder = dirs_state / "datasets" / info.filter_name / f"v{info.filter_version}" / info.dataset_hash
         try:
@@ -171,11 +172,13 @@ def evaluate(
                         "pass --data") from None
         texts, y = ds.arrays("test")
         source = f"frozen test split of dataset {info.dataset_hash}"
+        noise = ds.report.get("label_noise")
     with console.status(f"scoring {len(texts)} articles"):
         raw, calibrated, lower, upper = loaded.predict(texts)
     result = run_eval(spec, y, raw, calibrated, lower, upper)
     path = write_report(out, spec, result, y, calibrated, lower, upper, title="Evaluation",
-                        context={"model": info.version_id, "kind": info.kind, "data": source})
+                        context={"model": info.version_id, "kind": info.kind, "data": source,
+                                 **({"inter_oracle_mae": round(noise["mean_abs_diff_all"], 3)} if noise else {})})
     console.print(f"[bold]{spec.ref}[/] model [cyan]{info.version_id}[/] on {escape(source)}: MAE "
                   f"[bold]{result['mae']:.3f}[/] (raw {result['mae_raw']:.3f}, mean predictor "
                   f"{result['mean_predictor_mae']:.3f}), coverage {result.get('coverage', 0):.1%}")

@@ -144,6 +144,9 @@ def train_on_dataset(spec: FilterSpec, dataset: Dataset, req: TrainRequest, stud
     metrics["val_mae"] = float(np.abs(np.clip(val_raw, 0, 10) - va_y).mean())
     metrics["train_seconds"] = time.monotonic() - started
     metrics["n_train"], metrics["n_val"], metrics["n_test"] = len(tr_x), len(va_x), len(te_x)
+    noise = dataset.report.get("label_noise")
+    if noise:  # the student against the oracles' own disagreement (multi-oracle data only)
+        metrics["inter_oracle_mae"] = float(noise["mean_abs_diff_all"])
     summary: dict[str, Any] = {"metrics": metrics, "dataset_hash": dataset.hash, "evaluation": result}
     if req.registry_root:
         report(0.95, "registering the model")

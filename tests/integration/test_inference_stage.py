@@ -67,7 +67,7 @@ def test_stage_scores_routes_uncertain_within_budget_and_dead_letters(kafka_boot
               "ORACLE_REQUESTS_TOPIC": f"{p}oracle.requests", "MODELS_EVENTS_TOPIC": f"{p}models.events"}
     env = {f"DISTILLERY_INFERENCE_{k}": v for k, v in topics.items()}
     env.update(DISTILLERY_INFERENCE_CONSUMER_GROUP=f"{p}inference", DISTILLERY_INFERENCE_UNCERTAIN_DAILY_BUDGET="3",
-               DISTILLERY_INFERENCE_AUDIT_RATE="0")
+               DISTILLERY_INFERENCE_AUDIT_RATE="0", DISTILLERY_INFERENCE_RELOAD_POLL_SECONDS="0")
     svc = start_service("inference", args=[
         "--filters-dir", str(FILTERS), "--filter", "uplifting", "--state-dir", str(tmp_path),
         "--kafka-bootstrap", kafka_bootstrap, "--log-level", "WARNING"], env=env, log_dir=tmp_path / "logs")
@@ -95,5 +95,23 @@ def test_stage_scores_routes_uncertain_within_budget_and_dead_letters(kafka_boot
 
         dead = read_topic(kafka_bootstrap, topics["CANDIDATES_TOPIC"] + ".dlq", 1)
         assert len(dead) == 1 and dead[0].key() == b"bad"
+
+        # models.events: with registry polling off, a promotion event alone makes the service reload.
+        from distillery.v1 import scoring_pb2, scoring_pb2_grpc
+
+        newer = registry.register(spec, student, Calibration.fit(student.predict(texts), y, spec.dimension_names))
+        registry.promote(spec.name, newer.version_id)
+        event = events_pb2.ModelPromoted(filter=common_pb2.FilterRef(name="uplifting", version=1),
+                                         version=newer.version_id, previous_version=info.version_id)
+        stub = scoring_pb2_grpc.ScoringServiceStub(svc.channel())
+        served = ""
+        deadline = time.monotonic() + 30
+        while served != newer.version_id and time.monotonic() < deadline:
+            producer.produce(topics["MODELS_EVENTS_TOPIC"], key=b"uplifting", value=event.SerializeToString())
+            producer.flush(5)
+            time.sleep(0.5)
+            reply = stub.Score(scoring_pb2.ScoreRequest(article=articles[0]), timeout=10)
+            served = reply.results[0].model_version
+        assert served == newer.version_id
     finally:
         svc.stop()

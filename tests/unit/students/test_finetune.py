@@ -44,10 +44,10 @@ def test_deepspeed_zero2_config_is_built_and_validated_on_cpu():
 @pytest.mark.slow
 def test_finetune_on_ray_with_two_cpu_workers(tmp_path):
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    tr_x, tr_y = _data(160, 1)
-    va_x, va_y = _data(40, 2)
+    tr_x, tr_y = _data(128, 1)
+    va_x, va_y = _data(32, 2)
     te_x, te_y = _data(40, 3)
-    student = make_student("finetune", DIMS, **_params(num_workers=2))
+    student = make_student("finetune", DIMS, **_params(num_workers=2, epochs=2))
     seen = []
     student.set_progress(lambda frac, msg: seen.append(msg))
     student.fit(tr_x, tr_y, va_x, va_y)
