@@ -81,6 +81,7 @@ _SCHEMA = [
 ]
 
 _REASONS = {v: k for k, v in oracle_pb2.LabelReason.items()}
+AUDIT_REASONS = ("LABEL_REASON_AUDIT",)  # labels that measure a student; they must never train one
 
 
 def utc_now() -> str:
@@ -383,8 +384,22 @@ class LabelStore:
         return rows[0][0] if rows else None
 
     def _where(self, filter_name: str, filter_version: int | None, oracle_model: str | None,
-               prompt_hash: str | None = None, include_synthetic: bool = True) -> tuple[str, list[Any]]:
+               prompt_hash: str | None = None, include_synthetic: bool = True,
+               reasons: Sequence[str] | None = None,
+               exclude_reasons: Sequence[str] = ()) -> tuple[str, list[Any]]:
         clauses, params = ["l.filter_name = ?"], [filter_name]
+        for name, values in (("reasons", reasons or ()), ("exclude_reasons", exclude_reasons or ())):
+            if isinstance(values, str):
+                raise TypeError(f"{name} must be a sequence of reason names, not the string {values!r}")
+            unknown = [v for v in values if v not in _REASONS.values()]
+            if unknown:
+                raise ValueError(f"unknown label reason(s) {unknown}; known: {sorted(_REASONS.values())}")
+        if reasons:
+            clauses.append(f"l.reason IN ({', '.join('?' * len(reasons))})")
+            params.extend(reasons)
+        if exclude_reasons:
+            clauses.append(f"l.reason NOT IN ({', '.join('?' * len(exclude_reasons))})")
+            params.extend(exclude_reasons)
         if filter_version:
             clauses.append("l.filter_version = ?")
             params.append(filter_version)
@@ -400,13 +415,17 @@ class LabelStore:
 
     def iter_labelled(self, filter_name: str, filter_version: int | None = None, oracle_model: str | None = None,
                       prompt_hash: str | None = None, include_synthetic: bool = True,
-                      batch_size: int = 500) -> Iterator[LabelledArticle]:
+                      batch_size: int = 500, reasons: Sequence[str] | None = None,
+                      exclude_reasons: Sequence[str] = ()) -> Iterator[LabelledArticle]:
         """Every label of a filter (optionally one version / model / prompt), ordered by article id.
 
         An article labelled by several oracle models or prompt versions appears once per label; pass
-        ``oracle_model`` (and ``prompt_hash``) to get one row per article.
+        ``oracle_model`` (and ``prompt_hash``) to get one row per article. ``reasons`` keeps only labels
+        made for those reasons (``LABEL_REASON_*`` names); ``exclude_reasons`` drops them (the trainer
+        passes ``AUDIT_REASONS`` so that audit labels never train a student).
         """
-        where, params = self._where(filter_name, filter_version, oracle_model, prompt_hash, include_synthetic)
+        where, params = self._where(filter_name, filter_version, oracle_model, prompt_hash, include_synthetic,
+                                    reasons, exclude_reasons)
         last: tuple[str, str, str, int] = ("", "", "", -1)
         while True:
             rows = self._query(
@@ -422,8 +441,10 @@ class LabelStore:
             last = (r[0], r[13], r[12], int(r[11]))
 
     def count(self, filter_name: str, filter_version: int | None = None, oracle_model: str | None = None,
-              prompt_hash: str | None = None, include_synthetic: bool = True) -> int:
-        where, params = self._where(filter_name, filter_version, oracle_model, prompt_hash, include_synthetic)
+              prompt_hash: str | None = None, include_synthetic: bool = True,
+              reasons: Sequence[str] | None = None, exclude_reasons: Sequence[str] = ()) -> int:
+        where, params = self._where(filter_name, filter_version, oracle_model, prompt_hash, include_synthetic,
+                                    reasons, exclude_reasons)
         return int(self._query("SELECT COUNT(*) FROM labels l JOIN articles a ON a.id = l.article_id" + where,
                                params)[0][0])
 

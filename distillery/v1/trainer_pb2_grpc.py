@@ -50,6 +50,11 @@ class TrainerServiceStub:
                 request_serializer=distillery_dot_v1_dot_trainer__pb2.GetJobRequest.SerializeToString,
                 response_deserializer=distillery_dot_v1_dot_trainer__pb2.Job.FromString,
                 _registered_method=True)
+        self.ListJobs = channel.unary_unary(
+                '/distillery.v1.TrainerService/ListJobs',
+                request_serializer=distillery_dot_v1_dot_trainer__pb2.ListJobsRequest.SerializeToString,
+                response_deserializer=distillery_dot_v1_dot_trainer__pb2.ListJobsResponse.FromString,
+                _registered_method=True)
         self.ListModels = channel.unary_unary(
                 '/distillery.v1.TrainerService/ListModels',
                 request_serializer=distillery_dot_v1_dot_trainer__pb2.ListModelsRequest.SerializeToString,
@@ -87,6 +92,13 @@ class TrainerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListJobs(self, request, context):
+        """Lists jobs, newest first (including those the retrain loop started by itself).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListModels(self, request, context):
         """Lists registered model versions, newest first.
         """
@@ -118,6 +130,11 @@ def add_TrainerServiceServicer_to_server(servicer, server):
                     servicer.WatchJob,
                     request_deserializer=distillery_dot_v1_dot_trainer__pb2.GetJobRequest.FromString,
                     response_serializer=distillery_dot_v1_dot_trainer__pb2.Job.SerializeToString,
+            ),
+            'ListJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobs,
+                    request_deserializer=distillery_dot_v1_dot_trainer__pb2.ListJobsRequest.FromString,
+                    response_serializer=distillery_dot_v1_dot_trainer__pb2.ListJobsResponse.SerializeToString,
             ),
             'ListModels': grpc.unary_unary_rpc_method_handler(
                     servicer.ListModels,
@@ -212,6 +229,33 @@ class TrainerService:
             '/distillery.v1.TrainerService/WatchJob',
             distillery_dot_v1_dot_trainer__pb2.GetJobRequest.SerializeToString,
             distillery_dot_v1_dot_trainer__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/distillery.v1.TrainerService/ListJobs',
+            distillery_dot_v1_dot_trainer__pb2.ListJobsRequest.SerializeToString,
+            distillery_dot_v1_dot_trainer__pb2.ListJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,

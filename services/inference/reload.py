@@ -11,7 +11,8 @@ logger = logging.getLogger(__name__)
 
 
 class RegistryWatcher:
-    """Calls ``engine.refresh()`` every ``interval`` seconds on a daemon thread; ``trigger()`` runs it now."""
+    """Calls ``engine.refresh()`` every ``interval`` seconds (0: never by itself) on a daemon thread;
+    ``trigger()`` runs it now."""
 
     def __init__(self, engine: ScoringEngine, interval: float):
         self.engine = engine
@@ -21,8 +22,7 @@ class RegistryWatcher:
         self._thread = threading.Thread(target=self._run, name="registry-watch", daemon=True)
 
     def start(self) -> RegistryWatcher:
-        if self.interval > 0:
-            self._thread.start()
+        self._thread.start()  # with interval 0 it only answers trigger() (models.events)
         return self
 
     def trigger(self) -> None:
@@ -36,7 +36,7 @@ class RegistryWatcher:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(self.interval)
+            self._wake.wait(self.interval if self.interval > 0 else None)
             self._wake.clear()
             if self._stop.is_set():
                 return

@@ -34,6 +34,21 @@ class TrainerSettings(ServiceSettings):
         default="", description="Kafka bootstrap servers for models.events on promotion; empty: do not publish."
     )
     models_topic: str = Field(default="models.events", description="Topic of ModelPromoted events.")
+    retrain_enabled: bool = Field(
+        default=False, description="Train and promote models automatically as labels arrive (active learning).")
+    retrain_min_labels: int = Field(
+        default=200, ge=1, description="First model: train when no model is promoted and this many non-audit "
+                                       "labels exist.")
+    retrain_new_labels: int = Field(
+        default=200, ge=1, description="Retrain when this many non-audit labels arrived since the promoted "
+                                       "model's dataset.")
+    retrain_poll_seconds: float = Field(default=60.0, gt=0, description="How often the label counts are checked.")
+    retrain_kind: str = Field(default="", description="Student kind of automatic jobs; empty: the spec's default.")
+    retrain_params: dict[str, str] = Field(default_factory=dict,
+                                           description="Parameters of automatic jobs (as StartJob params).")
+    retrain_promote_tolerance: float = Field(
+        default=0.0, ge=0, description="Promote a retrained model when its frozen-test MAE is below the promoted "
+                                       "model's, or at most this much above it.")
 
     def resolved(self, name: str) -> str:
         value = getattr(self, name)

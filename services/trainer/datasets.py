@@ -125,21 +125,110 @@ def records_from_jsonl(path: Path | str) -> list[LabelRecord]:
     return out
 
 
-def records_from_store(url: str, filter_name: str, filter_version: int) -> list[LabelRecord]:
-    """Labels from the label store (``distillery.store.labels``)."""
+def records_from_store(url: str, filter_name: str, filter_version: int,
+                       include_audit: bool = False) -> list[LabelRecord]:
+    """Labels from the label store (``distillery.store.labels``).
+
+    Audit labels (reason ``LABEL_REASON_AUDIT``) measure the live student and are left out unless
+    ``include_audit`` (offline experiments only: training on them makes the live accuracy in-sample).
+    """
     try:
-        from distillery.store.labels import LabelStore
+        from distillery.store.labels import AUDIT_REASONS, LabelStore
     except ImportError as exc:
         raise DatasetError(f"the label store is not available in this installation ({exc})") from None
     store = LabelStore.open(url)
     try:
         return [LabelRecord(str(r.id), r.title, r.text, getattr(r, "url", "") or "", dict(r.scores),
                             getattr(r, "oracle_model", "") or "")
-                for r in store.iter_labelled(filter_name, filter_version)]
+                for r in store.iter_labelled(filter_name, filter_version,
+                                             exclude_reasons=() if include_audit else AUDIT_REASONS)]
     finally:
         close = getattr(store, "close", None)
         if close:
             close()
+
+
+# -- the frozen test split ------------------------------------------------------------------------------
+FROZEN_TEST_FILE = "frozen_test.json"
+
+
+@dataclass
+class FrozenSplit:
+    """The split of the first dataset built for a filter version; its test articles stay test for good.
+
+    Saved as ``<datasets_dir>/<filter>/v<N>/frozen_test.json``. Later datasets keep every frozen test
+    article (when still labelled) in test, give the first dataset's train/val articles their old split and
+    split only articles that are new since then; a new article that shares a URL or near-duplicate group
+    with a frozen test article joins test. Model comparisons use the frozen test articles.
+    """
+
+    filter_ref: str
+    dataset_hash: str
+    test_ids: list[str]
+    test_url_keys: list[str]
+    train_ids: list[str] = field(default_factory=list)
+    val_ids: list[str] = field(default_factory=list)
+    created_at: str = ""
+
+    @staticmethod
+    def path(root: Path | str, filter_ref: str) -> Path:
+        name, _, version = filter_ref.partition("/")
+        return Path(root) / name / version / FROZEN_TEST_FILE
+
+    @classmethod
+    def from_dataset(cls, dataset: Dataset) -> FrozenSplit:
+        from datetime import datetime, timezone
+
+        test = sorted(dataset.split("test"), key=lambda e: e.id)
+        return cls(dataset.filter_ref, dataset.hash, [e.id for e in test],
+                   sorted({k for k in (_url_key(e.url) for e in test) if k}),
+                   sorted(e.id for e in dataset.split("train")), sorted(e.id for e in dataset.split("val")),
+                   datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"filter": self.filter_ref, "dataset_hash": self.dataset_hash, "created_at": self.created_at,
+                "test_ids": self.test_ids, "test_url_keys": self.test_url_keys, "train_ids": self.train_ids,
+                "val_ids": self.val_ids}
+
+    @classmethod
+    def load(cls, root: Path | str, filter_ref: str) -> FrozenSplit | None:
+        path = cls.path(root, filter_ref)
+        if not path.is_file():
+            return None
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            return cls(doc["filter"], doc.get("dataset_hash", ""), list(doc["test_ids"]),
+                       list(doc.get("test_url_keys", [])), list(doc.get("train_ids", [])),
+                       list(doc.get("val_ids", [])), doc.get("created_at", ""))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DatasetError(f"frozen test split {path} is unreadable ({exc}); restore it or delete it to "
+                               "freeze a new one") from None
+
+    def save_if_absent(self, root: Path | str) -> FrozenSplit:
+        """Write the file unless one exists already (first writer wins); return the split now on disk."""
+        import os
+        import tempfile
+
+        path = self.path(root, self.filter_ref)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{FROZEN_TEST_FILE}.")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(self.to_dict(), fh, indent=1)
+        try:
+            os.link(tmp, path)  # atomic, and fails when another dataset froze the split first
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+        return FrozenSplit.load(root, self.filter_ref) or self
+
+
+def frozen_test_ids(dataset: Dataset, frozen: FrozenSplit | None) -> list[str]:
+    """The frozen test articles present in ``dataset`` (its whole test split when nothing is frozen)."""
+    if frozen is None:
+        return [e.id for e in dataset.split("test")]
+    keep = set(frozen.test_ids)
+    return [e.id for e in dataset.split("test") if e.id in keep]
 
 
 # -- building -----------------------------------------------------------------------------------------
@@ -192,8 +281,13 @@ def _url_key(url: str) -> str:
 
 def build_dataset(spec: FilterSpec, records: Iterable[LabelRecord], seed: int = 0,
                   near_duplicate_threshold: float = 0.85, near_duplicate_action: str = "drop",
-                  min_examples: int = 10, progress: Callable[[str], None] | None = None) -> Dataset:
-    """Validate, merge, deduplicate and split labelled records for ``spec``."""
+                  min_examples: int = 10, progress: Callable[[str], None] | None = None,
+                  frozen: FrozenSplit | None = None) -> Dataset:
+    """Validate, merge, deduplicate and split labelled records for ``spec``.
+
+    With ``frozen`` (the filter's :class:`FrozenSplit`), frozen test articles stay in test, the frozen
+    dataset's train/val articles keep their split and only new articles are split 80/10/10.
+    """
     if near_duplicate_action not in {"drop", "group"}:
         raise ValueError("near_duplicate_action must be 'drop' or 'group'")
     dims = spec.dimension_names
@@ -253,8 +347,15 @@ def build_dataset(spec: FilterSpec, records: Iterable[LabelRecord], seed: int = 
     uf = _UnionFind(len(examples))
     for a, b in pairs:
         uf.union(a, b)
+    frozen_test = set(frozen.test_ids) if frozen else set()
     if near_duplicate_action == "drop":
-        keep = [i for i in range(len(examples)) if uf.find(i) == i]
+        # keep one article per group: a frozen test article when the group has one, else the first
+        chosen: dict[int, int] = {}
+        for i, e in enumerate(examples):
+            root = uf.find(i)
+            if root not in chosen or (e.id in frozen_test and examples[chosen[root]].id not in frozen_test):
+                chosen[root] = i
+        keep = sorted(chosen.values())
         dropped["near_duplicate"] += len(examples) - len(keep)
         examples = [examples[i] for i in keep]
         uf = _UnionFind(len(examples))
@@ -274,12 +375,49 @@ def build_dataset(spec: FilterSpec, records: Iterable[LabelRecord], seed: int = 
                 first_by_url[key] = i
     for i, e in enumerate(examples):
         e.group = uf.find(i)
-    _assign_splits(spec, examples, seed)
+    frozen_report = None
+    if frozen is None:
+        _assign_splits(spec, examples, seed)
+    else:
+        frozen_report = _assign_with_frozen(spec, examples, seed, frozen)
     dataset = Dataset(spec.ref, dims, examples, {})
     dataset.hash = dataset_hash(dataset, seed)
     dataset.report = validation_report(spec, dataset, n_input, dropped, missing_dims, noise_diffs, seed,
                                        near_duplicate_threshold, near_duplicate_action)
+    if frozen_report is not None:
+        dataset.report["frozen_test"] = frozen_report
     return dataset
+
+
+def _assign_with_frozen(spec: FilterSpec, examples: list[Example], seed: int, frozen: FrozenSplit) -> dict:
+    """Splits under a frozen split: frozen test (and what groups with it) -> test, old train/val kept,
+    new groups split 80/10/10 as usual. Returns what the report records about it."""
+    test_ids, test_urls = set(frozen.test_ids), set(frozen.test_url_keys)
+    old = {**{i: "train" for i in frozen.train_ids}, **{i: "val" for i in frozen.val_ids}}
+    groups: dict[int, list[Example]] = defaultdict(list)
+    for e in examples:
+        groups[e.group].append(e)
+    new_examples: list[Example] = []
+    joined = 0
+    for g in sorted(groups):
+        members = groups[g]
+        if any(e.id in test_ids or (_url_key(e.url) and _url_key(e.url) in test_urls) for e in members):
+            joined += sum(1 for e in members if e.id not in test_ids)
+            split = "test"
+        else:
+            olds = sorted((e.id, old[e.id]) for e in members if e.id in old)
+            split = olds[0][1] if olds else ""
+        if split:
+            for e in members:
+                e.split = split
+        else:
+            new_examples.extend(members)
+    if new_examples:
+        _assign_splits(spec, new_examples, seed)
+    present = {e.id for e in examples}
+    return {"frozen_from": frozen.dataset_hash, "frozen_test": len(test_ids),
+            "frozen_test_present": len(test_ids & present), "joined_test": joined,
+            "new_articles": len(new_examples)}
 
 
 def _assign_splits(spec: FilterSpec, examples: list[Example], seed: int) -> None:

@@ -47,6 +47,7 @@ class JobRecord:
     updated_at: str = field(default_factory=_now)
     worker_pid: int = 0
     seq: int = 0  # bumped on every change; watchers compare it
+    origin: str = ""  # why the job runs when no client asked for it (automatic retrains)
 
 
 def _worker(spec: FilterSpec, request: dict[str, Any], out: mp.Queue) -> None:
@@ -62,7 +63,8 @@ def _worker(spec: FilterSpec, request: dict[str, Any], out: mp.Queue) -> None:
     try:
         summary = run_training(spec, TrainRequest(**request), progress)
         out.put({"type": "result", "model_version": summary.get("model_version", ""),
-                 "metrics": {k: float(v) for k, v in summary["metrics"].items()}})
+                 "metrics": {k: float(v) for k, v in summary["metrics"].items()},
+                 "message": summary.get("message", "")})
     except BaseException as exc:  # noqa: BLE001 - every failure is reported to the job
         logger.error("job failed: %s", traceback.format_exc())
         out.put({"type": "error", "error": f"{type(exc).__name__}: {exc}"})
@@ -117,9 +119,9 @@ class JobManager:
             return job
 
     # -- API -----------------------------------------------------------------------------------------
-    def start(self, spec: FilterSpec, kind: str, request: dict[str, Any]) -> JobRecord:
+    def start(self, spec: FilterSpec, kind: str, request: dict[str, Any], origin: str = "") -> JobRecord:
         job_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
-        job = JobRecord(job_id, spec.name, spec.version, kind)
+        job = JobRecord(job_id, spec.name, spec.version, kind, origin=origin)
         with self._cond:
             self._jobs[job_id] = job
             self._persist(job)
@@ -193,7 +195,8 @@ class JobManager:
             proc.join(30)
             self._procs.pop(job_id, None)
             if final and final["type"] == "result":
-                job = self._update(job_id, state=SUCCEEDED, progress=1.0, message="succeeded",
+                message = f"succeeded; {final['message']}" if final.get("message") else "succeeded"
+                job = self._update(job_id, state=SUCCEEDED, progress=1.0, message=message,
                                    model_version=final["model_version"], metrics=final["metrics"])
                 if self.on_success:
                     try:

@@ -19,14 +19,27 @@ from distillery.calibration import Calibration
 from distillery.filters.spec import FilterSpec
 from distillery.registry import ModelRegistry
 from distillery.students import make_student
-from services.trainer.datasets import Dataset, build_dataset, records_from_jsonl, records_from_store
+from services.trainer.datasets import (Dataset, FrozenSplit, build_dataset, frozen_test_ids, records_from_jsonl,
+                                       records_from_store)
 from services.trainer.evaluation import evaluate
 
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
+
+
+def _boolean(value: Any) -> bool:
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(value)
+
+
+_boolean.__name__ = "bool (true/false)"
 PIPELINE_PARAMS = {"near_duplicate_threshold": float, "near_duplicate_action": str, "coverage": float,
-                   "min_examples": int}
+                   "min_examples": int, "include_audit_labels": _boolean}
 
 
 @dataclass
@@ -42,6 +55,9 @@ class TrainRequest:
     registry_root: str = ""
     datasets_dir: str = ""
     embed_cache_dir: str = ""
+    # promote only when the new model beats the promoted one on the frozen test split (automatic retrains)
+    promote_if_better: bool = False
+    promote_tolerance: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,10 +103,10 @@ def student_for(spec: FilterSpec, kind: str, params: dict[str, Any], seed: int =
     return make_student(kind, spec.dimension_names, filter=spec.ref, **params, **extra)
 
 
-def load_records(spec: FilterSpec, req: TrainRequest):
+def load_records(spec: FilterSpec, req: TrainRequest, include_audit: bool = False):
     if req.labels_path:
         return records_from_jsonl(req.labels_path)
-    return records_from_store(req.label_store_url, spec.name, spec.version)
+    return records_from_store(req.label_store_url, spec.name, spec.version, include_audit=include_audit)
 
 
 def run_training(spec: FilterSpec, req: TrainRequest, progress: Progress | None = None) -> dict[str, Any]:
@@ -99,24 +115,30 @@ def run_training(spec: FilterSpec, req: TrainRequest, progress: Progress | None 
     started = time.monotonic()
     pipeline_params, student_params = split_params(req.params)
     report(0.01, "reading labels")
-    records = load_records(spec, req)
+    records = load_records(spec, req, include_audit=pipeline_params.get("include_audit_labels", False))
+    frozen = FrozenSplit.load(req.datasets_dir, spec.ref) if req.datasets_dir else None
     dataset = build_dataset(
         spec, records, seed=req.seed,
         near_duplicate_threshold=pipeline_params.get("near_duplicate_threshold", 0.85),
         near_duplicate_action=pipeline_params.get("near_duplicate_action", "drop"),
         min_examples=pipeline_params.get("min_examples", 10),
         progress=lambda m: report(0.05, m),
+        frozen=frozen,
     )
     if req.datasets_dir:
         dataset.save(req.datasets_dir)
+        if frozen is None:  # the filter's first dataset freezes its test split
+            frozen = FrozenSplit.from_dataset(dataset).save_if_absent(req.datasets_dir)
     splits = dataset.report["splits"]
     report(0.1, f"dataset {dataset.hash}: {splits['train']['n']} train / {splits['val']['n']} val / "
                 f"{splits['test']['n']} test")
-    return train_on_dataset(spec, dataset, req, student_params, pipeline_params, report, started)
+    return train_on_dataset(spec, dataset, req, student_params, pipeline_params, report, started,
+                            compare_ids=frozen_test_ids(dataset, frozen))
 
 
 def train_on_dataset(spec: FilterSpec, dataset: Dataset, req: TrainRequest, student_params: dict[str, Any],
-                     pipeline_params: dict[str, Any], report: Progress, started: float | None = None):
+                     pipeline_params: dict[str, Any], report: Progress, started: float | None = None,
+                     compare_ids: list[str] | None = None):
     started = started or time.monotonic()
     tr_x, tr_y = dataset.arrays("train")
     va_x, va_y = dataset.arrays("val")
@@ -160,10 +182,71 @@ def train_on_dataset(spec: FilterSpec, dataset: Dataset, req: TrainRequest, stud
         if req.promote:
             registry.promote(spec.name, info.version_id)
             summary["promoted"] = True
+        elif req.promote_if_better:
+            report(0.97, "comparing with the promoted model on the frozen test split")
+            ids = compare_ids if compare_ids is not None else [e.id for e in dataset.split("test")]
+            comparison = compare_and_promote(spec, registry, info.version_id, student, calibration, dataset, ids,
+                                             req.promote_tolerance)
+            metrics.update(comparison["metrics"])
+            summary["promoted"] = bool(comparison["metrics"]["promoted"])
+            summary["message"] = comparison["message"]
+            logger.info("candidate %s vs promoted: %s", info.version_id, comparison["message"])
     summary["student"] = student
     summary["calibration"] = calibration
     report(1.0, f"done: test MAE {metrics['test_mae']:.3f} (mean predictor {metrics['mean_predictor_mae']:.3f})")
     return summary
+
+
+def calibrated_mae(calibrated: np.ndarray, y: np.ndarray) -> float:
+    """Mean over dimensions of the calibrated predictions' MAE (the figure model comparisons use)."""
+    return float(np.abs(np.asarray(calibrated, dtype=np.float64) - y).mean(axis=0).mean())
+
+
+def compare_and_promote(spec: FilterSpec, registry: ModelRegistry, version_id: str, student, calibration,
+                        dataset: Dataset, ids: list[str], tolerance: float = 0.0) -> dict[str, Any]:
+    """Score the candidate and the promoted model on the same frozen test articles; promote the candidate
+    when its calibrated MAE is strictly lower (or, with ``tolerance`` > 0, at most ``tolerance`` higher).
+
+    Without a promoted model for this filter version the candidate is promoted. With fewer than 2 frozen
+    test articles left, the candidate's whole test split is used (and said so).
+    """
+    current = registry.promoted(spec.name)
+    if current is None or current.filter_version != spec.version or current.version_id == version_id:
+        registry.promote(spec.name, version_id)
+        return {"metrics": {"promoted": 1.0},
+                "message": f"promoted: no model of {spec.ref} was promoted before"}
+    wanted = set(ids)
+    rows = [e for e in dataset.examples if e.id in wanted]
+    where = f"{len(rows)} frozen test articles"
+    if len(rows) < 2:
+        rows = dataset.split("test")
+        where = f"{len(rows)} test articles (the frozen test split has fewer than 2 left)"
+    texts = [e.input_text for e in rows]
+    y = np.array([e.targets for e in rows], dtype=np.float64).reshape(len(rows), len(spec.dimension_names))
+    candidate_cal, _, _ = calibration.apply(np.asarray(student.predict(texts), dtype=np.float64))
+    candidate_mae = calibrated_mae(candidate_cal, y)
+    try:
+        loaded = registry.load(current)
+        if list(loaded.dimensions) != list(spec.dimension_names):
+            raise ValueError(f"its dimensions {loaded.dimensions} differ from {spec.dimension_names}")
+        _, promoted_cal, _, _ = loaded.predict(texts)
+        promoted_mae = calibrated_mae(promoted_cal, y)
+    except Exception as exc:  # noqa: BLE001 - an unusable promoted model loses the comparison
+        logger.warning("the promoted model %s cannot be evaluated (%s); promoting the candidate",
+                       current.version_id, exc)
+        registry.promote(spec.name, version_id)
+        return {"metrics": {"candidate_test_mae": candidate_mae, "promoted": 1.0, "comparison_n": float(len(rows))},
+                "message": f"promoted: the promoted model {current.version_id} could not be evaluated ({exc})"}
+    better = candidate_mae < promoted_mae or (tolerance > 0 and candidate_mae <= promoted_mae + tolerance)
+    if better:
+        registry.promote(spec.name, version_id)
+    verdict = (f"promoted: candidate MAE {candidate_mae:.4f} vs promoted {current.version_id} "
+               f"{promoted_mae:.4f}" if better else
+               f"kept {current.version_id}: candidate MAE {candidate_mae:.4f} is not below {promoted_mae:.4f}"
+               + (f" (+{tolerance:g} tolerance)" if tolerance > 0 else ""))
+    return {"metrics": {"candidate_test_mae": candidate_mae, "promoted_test_mae": promoted_mae,
+                        "promoted": 1.0 if better else 0.0, "comparison_n": float(len(rows))},
+            "message": f"{verdict} on {where}"}
 
 
 def summary_json(summary: dict[str, Any]) -> str:

@@ -78,7 +78,8 @@ def job_pb(job: JobRecord) -> trainer_pb2.Job:
     return trainer_pb2.Job(
         job_id=job.job_id, filter=common_pb2.FilterRef(name=job.filter_name, version=job.filter_version),
         student_kind=KIND_TO_ENUM.get(job.kind, 0), state=trainer_pb2.JobState.Value(f"JOB_STATE_{job.state}"),
-        progress=job.progress, message=job.message, model_version=job.model_version, metrics=job.metrics,
+        progress=job.progress, message=f"{job.origin}; {job.message}" if job.origin else job.message,
+        model_version=job.model_version, metrics=job.metrics,
         error=job.error, created_at=job.created_at, updated_at=job.updated_at,
     )
 
@@ -91,6 +92,12 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         self.events = EventPublisher(settings.kafka_bootstrap, settings.models_topic)
         self.jobs = JobManager(settings.jobs_dir, settings.max_concurrent_jobs, on_success=self._job_succeeded)
         self._previous: dict[str, str] = {}
+        self.retrainer = None
+        if settings.retrain_enabled:
+            from services.trainer.retrain import AutoRetrainer
+
+            self.retrainer = AutoRetrainer(settings, catalog, self.registry, self.jobs, self.start_job)
+            self.retrainer.start()
 
     def _job_succeeded(self, job: JobRecord) -> None:
         JOBS_FINISHED.labels("SUCCEEDED").inc()
@@ -100,35 +107,45 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             self.events.publish(promoted, self._previous.get(job.job_id, ""))
 
     def close(self) -> None:
+        if self.retrainer is not None:
+            self.retrainer.stop()
         self.jobs.stop()
         self.events.close()
+
+    def start_job(self, spec, kind: str, params: dict[str, str], seed: int = 0, promote: bool = False,
+                  labels_path: str = "", origin: str = "", promote_if_better: bool = False) -> JobRecord:
+        """Validate and queue a training job (StartJob and automatic retrains both come through here)."""
+        kind = resolve_kind(spec, kind)
+        params = dict(params)
+        _, student_params = split_params(params)
+        student_for(spec, kind, student_params, seed)  # rejects unknown or invalid parameters now
+        if labels_path:
+            path = Path(labels_path).expanduser()
+            if not path.is_file():
+                raise NotFoundError(f"labels file {labels_path} does not exist on the trainer host")
+            labels_path = str(path.resolve())
+        train = TrainRequest(
+            kind=kind, labels_path=labels_path, label_store_url=self.settings.resolved("label_store_url"),
+            seed=seed, params=params, promote=promote,
+            registry_root=self.settings.resolved("registry_root"),
+            datasets_dir=self.settings.resolved("datasets_dir"),
+            embed_cache_dir=self.settings.resolved("embed_cache_dir"),
+            promote_if_better=promote_if_better, promote_tolerance=self.settings.retrain_promote_tolerance,
+        )
+        current = self.registry.promoted(spec.name)
+        job = self.jobs.start(spec, kind, train.to_dict(), origin=origin)
+        if current:
+            self._previous[job.job_id] = current.version_id
+        JOBS_STARTED.inc()
+        logger.info("job started", extra={"fields": {"job_id": job.job_id, "filter": spec.ref, "kind": kind,
+                                                     **({"origin": origin} if origin else {})}})
+        return job
 
     @handle_errors
     def StartJob(self, request, context):
         spec = self.catalog.get(request.filter.name, request.filter.version)
-        kind = resolve_kind(spec, ENUM_TO_KIND.get(request.student_kind, ""))
-        params = dict(request.params)
-        _, student_params = split_params(params)
-        student_for(spec, kind, student_params, request.seed)  # rejects unknown or invalid parameters now
-        labels_path = ""
-        if request.labels_path:
-            path = Path(request.labels_path).expanduser()
-            if not path.is_file():
-                raise NotFoundError(f"labels file {request.labels_path} does not exist on the trainer host")
-            labels_path = str(path.resolve())
-        train = TrainRequest(
-            kind=kind, labels_path=labels_path, label_store_url=self.settings.resolved("label_store_url"),
-            seed=request.seed, params=params, promote=request.promote,
-            registry_root=self.settings.resolved("registry_root"),
-            datasets_dir=self.settings.resolved("datasets_dir"),
-            embed_cache_dir=self.settings.resolved("embed_cache_dir"),
-        )
-        current = self.registry.promoted(spec.name)
-        job = self.jobs.start(spec, kind, train.to_dict())
-        if current:
-            self._previous[job.job_id] = current.version_id
-        JOBS_STARTED.inc()
-        logger.info("job started", extra={"fields": {"job_id": job.job_id, "filter": spec.ref, "kind": kind}})
+        job = self.start_job(spec, ENUM_TO_KIND.get(request.student_kind, ""), dict(request.params),
+                             request.seed, request.promote, request.labels_path)
         return job_pb(job)
 
     @handle_errors
