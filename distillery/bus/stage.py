@@ -69,6 +69,24 @@ class Stage(abc.ABC):
     def process(self, record) -> Iterable[OutMessage]:
         """Turn one consumed record into the messages to produce; raise to dead-letter the record."""
 
+    def process_batch(self, records: Sequence) -> list[Iterable[OutMessage] | BaseException]:
+        """One polled batch at once: per record, its messages or the exception that dead-letters it.
+
+        The default calls :meth:`process` per record. Stages whose engine is faster on batches (model
+        inference) override it, keeping the one-result-per-record contract.
+        """
+        results: list[Iterable[OutMessage] | BaseException] = []
+        for record in records:
+            try:
+                results.append(list(self.process(record)))
+            except Exception as exc:  # noqa: BLE001 - a poison message never stops the stage
+                results.append(exc)
+        return results
+
+    def ready(self) -> bool:
+        """False while the stage cannot process yet (e.g. no model loaded): its partitions are paused."""
+        return True
+
     # -- lifecycle -----------------------------------------------------------------------------------
     def open(self) -> None:
         """Create topics (when asked) and the clients; called by :meth:`start` or :meth:`run`."""
@@ -134,31 +152,43 @@ class Stage(abc.ABC):
     def run_once(self) -> int:
         """Poll one batch and deliver it; returns the number of records consumed."""
         consumer, producer = self._consumer, self._producer
+        if not self.ready():
+            # Keep polling (group membership stays alive) but fetch nothing until the stage can process.
+            if consumer.assignment():
+                consumer.pause(*consumer.assignment())
+            consumer.poll(timeout_ms=self.poll_timeout_ms)
+            self._stop.wait(0.2)
+            return 0
+        if consumer.paused():
+            consumer.resume(*consumer.paused())
         batch = consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.max_records)
         if not batch:
             self._update_lag()
             return 0
         started = time.perf_counter()
-        outgoing: list[OutMessage] = []
+        records = [record for tp in batch for record in batch[tp]]
         first: dict[TopicPartition, int] = {}
         commit: dict[TopicPartition, OffsetAndMetadata] = {}
-        n = 0
-        for tp, records in batch.items():
-            for record in records:
-                n += 1
-                first.setdefault(tp, record.offset)
-                self.metrics.consumed.labels(record.topic).inc()
-                try:
-                    outgoing.extend(self.process(record))
-                except Exception as exc:  # noqa: BLE001 - a poison message never stops the stage
-                    logger.warning(
-                        "dead-lettering a message",
-                        extra={"fields": {"topic": record.topic, "partition": record.partition,
-                                          "offset": record.offset, "error": str(exc)[:300]}},
-                    )
-                    self.metrics.dead_letters.labels(record.topic).inc()
-                    outgoing.append(dead_letter(record, exc))
-                commit[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            first.setdefault(tp, record.offset)
+            commit[tp] = OffsetAndMetadata(record.offset + 1, "", -1)
+            self.metrics.consumed.labels(record.topic).inc()
+        results = self.process_batch(records)
+        if len(results) != len(records):
+            raise RuntimeError(f"{type(self).__name__}.process_batch returned {len(results)} results "
+                               f"for {len(records)} records")
+        outgoing: list[OutMessage] = []
+        for record, result in zip(records, results):
+            if isinstance(result, BaseException):
+                logger.warning(
+                    "dead-lettering a message",
+                    extra={"fields": {"topic": record.topic, "partition": record.partition,
+                                      "offset": record.offset, "error": str(result)[:300]}},
+                )
+                self.metrics.dead_letters.labels(record.topic).inc()
+                result = [dead_letter(record, result)]
+            outgoing.extend(result)
         try:
             futures = [producer.send(m.topic, key=m.key, value=m.value, headers=m.headers) for m in outgoing]
             producer.flush(timeout=self.send_timeout_s)
@@ -171,13 +201,13 @@ class Stage(abc.ABC):
             for tp, offset in first.items():
                 consumer.seek(tp, offset)
             self._stop.wait(self.retry_backoff_s)
-            return n
-        for m in outgoing:
-            self.metrics.produced.labels(m.topic).inc()
+            return len(records)
+        for message in outgoing:
+            self.metrics.produced.labels(message.topic).inc()
         consumer.commit(commit)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self._update_lag()
-        return n
+        return len(records)
 
     def _update_lag(self) -> None:
         consumer = self._consumer

@@ -82,21 +82,68 @@ class InferenceStage(Stage):
                     refs.append((name, int(version) if version.isdigit() else 0))
         return refs
 
-    def process(self, record):
+    def ready(self) -> bool:
+        # Without any model there is nothing to score: leave candidates in the topic (paused, uncommitted)
+        # instead of dropping them; they are scored once the first model is promoted and loaded.
+        return any(PRIMARY in s.models for s in self.engine.slots.values())
+
+    def _decode(self, record) -> tuple[events_pb2.CandidateArticle, list]:
         candidate = events_pb2.CandidateArticle()
         try:
             candidate.ParseFromString(record.value or b"")
         except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError; dead-letter it
             raise InvalidArticleError(f"value is not a CandidateArticle: {exc}") from None
-        article = validate(candidate.article, self.settings.max_text_bytes)
-        trace = header(record.headers, h.TRACE_ID)
+        validate(candidate.article, self.settings.max_text_bytes)
         refs = self._filters_of(candidate, record.headers)
         slots = [s for s in self.engine.slots.values() if PRIMARY in s.models
                  and (not refs or any(n == s.spec.name and v in (0, s.spec.version) for n, v in refs))]
-        if not slots:
-            metrics.STAGE_MESSAGES.labels(record.topic, "no_model").inc()
-            return []
-        (results,) = self.engine.score([article], slots)
+        return candidate, slots
+
+    def process(self, record):
+        result = self.process_batch([record])[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def process_batch(self, records):
+        """Score the polled batch in as few forward passes as possible (one per set of filters)."""
+        results: list = [None] * len(records)
+        groups: dict[tuple[str, ...], list[tuple[int, events_pb2.CandidateArticle]]] = {}
+        slots_of: dict[tuple[str, ...], list] = {}
+        for i, record in enumerate(records):
+            try:
+                candidate, slots = self._decode(record)
+            except Exception as exc:  # noqa: BLE001 - dead-lettered by the base class
+                results[i] = exc
+                continue
+            if not slots:
+                # Passed only filters this server has no model for: nothing to score, say so downstream.
+                metrics.STAGE_MESSAGES.labels(record.topic, "no_model").inc()
+                results[i] = []
+                continue
+            key = tuple(s.spec.name for s in slots)
+            groups.setdefault(key, []).append((i, candidate))
+            slots_of[key] = slots
+        for key, members in groups.items():
+            try:
+                scored = self.engine.score([c.article for _, c in members], slots_of[key])
+            except Exception as exc:  # noqa: BLE001 - fall back to one by one so one bad article cannot sink all
+                logger.warning("batch scoring failed; scoring one by one", extra={"fields": {"error": str(exc)}})
+                scored = []
+                for i, c in members:
+                    try:
+                        scored.append(self.engine.score([c.article], slots_of[key])[0])
+                    except Exception as item_exc:  # noqa: BLE001
+                        scored.append(item_exc)
+            for (i, candidate), article_results in zip(members, scored):
+                if isinstance(article_results, BaseException):
+                    results[i] = article_results
+                    continue
+                results[i] = self._outputs(records[i], candidate.article, article_results)
+        return results
+
+    def _outputs(self, record, article, results) -> list[OutMessage]:
+        trace = header(record.headers, h.TRACE_ID)
         scored = events_pb2.ScoredArticle(article_id=article.id, results=[to_proto(r) for r in results])
         out = [OutMessage(self.settings.scored_topic, article.id.encode(), scored.SerializeToString(),
                           make_headers(trace))]

@@ -132,17 +132,19 @@ class AutoRetrainer:
                 return None
             origin = (f"automatic: first model for {ref}, {n} labels "
                       f"(retrain_min_labels {self.settings.retrain_min_labels})")
-            return self._start(spec, n, origin, first=True)
+            return self._start(spec, n, origin)
         if pending < self.settings.retrain_new_labels:
             return None
         origin = (f"automatic: {pending} new labels since the dataset of promoted model {promoted.version_id} "
                   f"(retrain_new_labels {self.settings.retrain_new_labels})")
-        return self._start(spec, n, origin, first=False)
+        return self._start(spec, n, origin)
 
-    def _start(self, spec: FilterSpec, n: int, origin: str, first: bool) -> JobRecord | None:
+    def _start(self, spec: FilterSpec, n: int, origin: str) -> JobRecord | None:
+        # every automatic job promotes through the comparison: with no model promoted (first model, or
+        # none for this filter version) the candidate is promoted, otherwise only a better one
         try:
             job = self.start_job(spec, self.settings.retrain_kind, dict(self.settings.retrain_params),
-                                 promote=first, origin=origin, promote_if_better=not first)
+                                 origin=origin, promote_if_better=True)
         except Exception:  # noqa: BLE001
             logger.exception("could not start an automatic job for %s", spec.ref)
             RETRAINS.labels(spec.ref, "failed").inc()

@@ -163,6 +163,16 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             job = new
 
     @handle_errors
+    def ListJobs(self, request, context):
+        jobs = [j for j in self.jobs.list()
+                if (not request.filter.name or j.filter_name == request.filter.name)
+                and (not request.filter.version or j.filter_version == request.filter.version)]
+        jobs.sort(key=lambda j: (j.created_at, j.job_id), reverse=True)
+        if request.limit:
+            jobs = jobs[: request.limit]
+        return trainer_pb2.ListJobsResponse(jobs=[job_pb(j) for j in jobs])
+
+    @handle_errors
     def ListModels(self, request, context):
         name = request.filter.name or None
         try:

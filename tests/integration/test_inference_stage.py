@@ -115,3 +115,43 @@ def test_stage_scores_routes_uncertain_within_budget_and_dead_letters(kafka_boot
         assert served == newer.version_id
     finally:
         svc.stop()
+
+
+def test_candidates_wait_for_the_first_model_instead_of_being_dropped(kafka_bootstrap, kafka_prefix, tmp_path):
+    """Cold start: with no model promoted, candidates stay in the topic; once one is promoted they are scored."""
+    from distillery.calibration import Calibration
+    from distillery.registry import ModelRegistry
+    from distillery.students import compose_text, make_student
+    from distillery.synthetic import generate, scores_of
+
+    spec = FilterCatalog.load(FILTERS, ["uplifting"]).get("uplifting")
+    records = list(generate(spec, 60, seed=8))
+    p = kafka_prefix
+    topics = {"CANDIDATES_TOPIC": f"{p}articles.candidates", "SCORED_TOPIC": f"{p}articles.scored",
+              "ORACLE_REQUESTS_TOPIC": f"{p}oracle.requests", "MODELS_EVENTS_TOPIC": f"{p}models.events"}
+    env = {f"DISTILLERY_INFERENCE_{k}": v for k, v in topics.items()}
+    env.update(DISTILLERY_INFERENCE_CONSUMER_GROUP=f"{p}inference", DISTILLERY_INFERENCE_AUDIT_RATE="0",
+               DISTILLERY_INFERENCE_RELOAD_POLL_SECONDS="0.5")
+    svc = start_service("inference", args=[
+        "--filters-dir", str(FILTERS), "--filter", "uplifting", "--state-dir", str(tmp_path),
+        "--kafka-bootstrap", kafka_bootstrap, "--log-level", "WARNING"], env=env, log_dir=tmp_path / "logs")
+    try:
+        producer = confluent_kafka.Producer({"bootstrap.servers": kafka_bootstrap})
+        articles = [from_record(r) for r in records[:6]]
+        for a in articles:
+            value = events_pb2.CandidateArticle(article=a)
+            producer.produce(topics["CANDIDATES_TOPIC"], key=a.id.encode(), value=value.SerializeToString())
+        producer.flush(10)
+        assert read_topic(kafka_bootstrap, topics["SCORED_TOPIC"], 1, timeout=6) == []
+
+        texts = [compose_text(r["title"], r["text"]) for r in records]
+        y = np.array([[scores_of(r)[d] for d in spec.dimension_names] for r in records])
+        student = make_student("lexical", spec.dimension_names, filter=spec.name).fit(texts, y)
+        registry = ModelRegistry(tmp_path / "registry")
+        info = registry.register(spec, student, Calibration.identity(spec.dimension_names))
+        registry.promote(spec.name, info.version_id)
+
+        scored = read_topic(kafka_bootstrap, topics["SCORED_TOPIC"], 6)
+        assert sorted(m.key().decode() for m in scored) == sorted(a.id for a in articles)
+    finally:
+        svc.stop()
