@@ -32,35 +32,61 @@ def register(app: typer.Typer) -> None:
         # Replace this process: signals reach the service directly and exit codes pass through.
         os.execv(sys.executable, [sys.executable, "-m", SERVICES[name], *ctx.args])
 
-    @app.command(help="Start all four services locally and keep them running until Ctrl-C.")
+    @app.command(help="Start the embedded broker and all four services locally, wired by Kafka topics, and keep "
+                 "them running until Ctrl-C (gRPC clients and `distillery ingest` can use them).")
     def up(
         state_dir: Path = typer.Option(Path(".distillery/up"), help="Local state (SQLite label store, registry)"),
         filter: list[str] = typer.Option([], "--filter", help="Load only these filters (repeatable)"),
+        kafka: bool = typer.Option(True, help="Start the embedded Kafka-protocol broker and the stages"),
+        bootstrap: str = typer.Option("", help="Use this Kafka instead of the embedded broker"),
+        auto_retrain: bool = typer.Option(True, help="Let the trainer train and promote as labels arrive"),
     ) -> None:
+        import yaml
+
+        from distillery.bus import EmbeddedBroker
         from distillery.runtime.supervisor import Stack
 
-        state_dir.mkdir(parents=True, exist_ok=True)
-        args = ["--state-dir", str(state_dir)] + [a for f in filter for a in ("--filter", f)]
+        (state_dir / "logs").mkdir(parents=True, exist_ok=True)
+        broker = None
+        if kafka and not bootstrap:
+            with console.status("starting the embedded broker..."):
+                broker = EmbeddedBroker(log_dir=state_dir / "logs").start()
+            bootstrap = broker.bootstrap
+        config = state_dir / "distillery.yaml"
+        sections = {name: ({"kafka_bootstrap": bootstrap} if bootstrap else {}) for name in SERVICES}
+        if auto_retrain:
+            sections["trainer"]["retrain_enabled"] = True
+        config.write_text(yaml.safe_dump(sections))
+        args = ["--config", str(config), "--state-dir", str(state_dir)]
+        args += [a for f in filter for a in ("--filter", f)]
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        with Stack() as stack:
-            for name in SERVICES:
-                with console.status(f"starting {name}..."):
-                    stack.start(name, args=args, log_dir=state_dir / "logs")
-            table = Table(title="LLM Distillery is up")
-            for col in ("service", "gRPC", "metrics", "log"):
-                table.add_column(col)
-            for name, svc in stack.services.items():
-                table.add_row(name, svc.address, f"http://127.0.0.1:{svc.metrics_port}/metrics", str(svc.log_path))
-            console.print(table)
-            console.print("Ctrl-C stops everything.")
-            try:
-                while not stop.is_set():
-                    for name, svc in stack.services.items():
-                        if svc.process.poll() is not None:
-                            console.print(f"[red]{name} exited ({svc.process.returncode}); see {svc.log_path}[/]")
-                            stop.set()
-                    stop.wait(1.0)
-            except KeyboardInterrupt:
-                pass
-            console.print("stopping...")
+        try:
+            with Stack() as stack:
+                for name in SERVICES:
+                    with console.status(f"starting {name}..."):
+                        stack.start(name, args=args, log_dir=state_dir / "logs")
+                table = Table(title="LLM Distillery is up")
+                for col in ("service", "gRPC", "metrics", "log"):
+                    table.add_column(col)
+                for name, svc in stack.services.items():
+                    table.add_row(name, svc.address, f"http://127.0.0.1:{svc.metrics_port}/metrics", str(svc.log_path))
+                if bootstrap:
+                    table.add_row("kafka", bootstrap, "", str(broker.log_path) if broker else "(external)")
+                console.print(table)
+                if bootstrap:
+                    console.print(f"try: distillery ingest --synthetic uplifting --bootstrap {bootstrap}")
+                console.print("Ctrl-C stops everything.")
+                try:
+                    while not stop.is_set():
+                        for name, svc in stack.services.items():
+                            if svc.process.poll() is not None:
+                                console.print(f"[red]{name} exited ({svc.process.returncode}); see {svc.log_path}[/]")
+                                stop.set()
+                        stop.wait(1.0)
+                except KeyboardInterrupt:
+                    pass
+                console.print("stopping...")
+        finally:
+            if broker is not None:
+                broker.stop()
