@@ -79,6 +79,21 @@ class InferenceSettings(ServiceSettings):
         description="Share of scored (article, filter) pairs sent to the oracle for accuracy audits.",
     )
     audit_seed: str = Field(default="audit", description="Salt of the deterministic audit sample.")
+    audit_tracking: bool = Field(
+        default=True,
+        description="Remember predictions sent to the oracle (audit/uncertain) and match them with oracle.labels "
+        "to export the live student-vs-oracle MAE and interval coverage.",
+    )
+    oracle_labels_topic: str = Field(default="oracle.labels", description="Where the audit matcher reads labels.")
+    audit_store_max: int = Field(
+        default=20000, ge=1, description="Most predictions remembered while waiting for their label (LRU)."
+    )
+    audit_store_ttl_seconds: float = Field(
+        default=172800.0, gt=0, description="How long a prediction waits for its label before it is forgotten."
+    )
+    audit_window: int = Field(
+        default=200, ge=1, description="Audit labels in the sliding MAE window, per filter and dimension."
+    )
 
     def resolved_registry_dir(self) -> Path:
         return Path(self.registry_dir) if self.registry_dir else Path(self.state_dir) / "registry"

@@ -50,3 +50,39 @@ ORACLE_REQUESTS = Counter(
     "distillery_inference_oracle_requests_total", "Articles sent to oracle.requests, by filter and reason.",
     ["filter", "reason"],
 )
+
+# Live student-vs-oracle accuracy (services/inference/audit.py): audit/uncertain labels matched to predictions.
+_ERROR = (0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 5, 7.5, 10)
+AUDIT_ABS_ERROR = Histogram(
+    "distillery_inference_audit_abs_error",
+    "|student calibrated score - oracle score| per matched oracle label, by filter, dimension and reason "
+    "(audit: random sample; uncertain: the articles the student flagged).",
+    ["filter", "dimension", "reason"], buckets=_ERROR,
+)
+AUDIT_MAE = Gauge(
+    "distillery_inference_audit_mae",
+    "Student-vs-oracle mean absolute error over the last N audit labels (inference audit_window), per replica.",
+    ["filter", "dimension"],
+)
+AUDIT_INTERVAL = Counter(
+    "distillery_inference_audit_interval",
+    "Audit labels whose oracle score fell inside (covered=true) or outside the conformal interval.",
+    ["filter", "dimension", "covered"],
+)
+TARGET_MAE = Gauge(
+    "distillery_inference_target_mae", "The filter spec's student.target_mae (alert threshold of the live MAE).",
+    ["filter"],
+)
+AUDIT_MATCHED = Counter(
+    "distillery_inference_audit_matched", "Oracle labels (audit/uncertain) matched to a remembered prediction.",
+    ["filter", "reason"],
+)
+AUDIT_UNMATCHED = Counter(
+    "distillery_inference_audit_unmatched",
+    "Oracle labels (audit/uncertain) with no remembered prediction on this replica (expired, evicted, "
+    "restarted, or another replica's).",
+    ["filter", "reason"],
+)
+AUDIT_PENDING = Gauge(
+    "distillery_inference_audit_pending_predictions", "Predictions waiting for their oracle label on this replica.",
+)

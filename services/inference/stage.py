@@ -71,6 +71,17 @@ class InferenceStage(Stage):
         self.budget = DailyBudget(settings.uncertain_daily_budget)
         self.on_model_event = on_model_event
         self._events_thread: threading.Thread | None = None
+        # Live accuracy (services/inference/audit.py): what was predicted for each article sent to the oracle.
+        self.audit_store = None
+        self.audit_matcher = None
+        self.audit_consumer = None
+        if settings.audit_tracking:
+            from services.inference.audit import AuditMatcher, PredictionStore
+
+            self.audit_store = PredictionStore(settings.audit_store_max, settings.audit_store_ttl_seconds)
+            self.audit_matcher = AuditMatcher(self.audit_store, settings.audit_window)
+            self.audit_matcher.set_targets({s.spec.name: s.spec.student.target_mae
+                                            for s in engine.slots.values()})
 
     # -- scoring -------------------------------------------------------------------------------------
     def _filters_of(self, candidate: events_pb2.CandidateArticle, headers) -> list[tuple[str, int]]:
@@ -162,11 +173,19 @@ class InferenceStage(Stage):
                                   request.SerializeToString(), make_headers(trace)))
             label = "uncertain" if reason == oracle_pb2.LABEL_REASON_UNCERTAIN else "audit"
             metrics.ORACLE_REQUESTS.labels(result.filter_name, label).inc()
+            if self.audit_store is not None:
+                self.audit_store.remember(article.id, result, label)
         metrics.STAGE_MESSAGES.labels(record.topic, "scored").inc()
         return out
 
     # -- models.events -------------------------------------------------------------------------------
     def start(self):
+        if self.audit_matcher is not None:
+            # Before the stage consumes: every label of a request this stage sends must be seen.
+            from services.inference.audit import AuditConsumer
+
+            self.audit_consumer = AuditConsumer(self.bootstrap, self.settings.oracle_labels_topic,
+                                                self.group_id, self.audit_matcher).start()
         super().start()
         if self.on_model_event is not None:
             self._events_thread = threading.Thread(target=self._watch_events, name="models-events", daemon=True)
@@ -202,3 +221,5 @@ class InferenceStage(Stage):
         super().stop(timeout)
         if self._events_thread is not None:
             self._events_thread.join(5)
+        if self.audit_consumer is not None:
+            self.audit_consumer.stop()

@@ -19,8 +19,14 @@ from distillery.calibration import Calibration
 from distillery.filters.spec import FilterSpec
 from distillery.registry import ModelRegistry
 from distillery.students import make_student
-from services.trainer.datasets import (Dataset, FrozenSplit, build_dataset, frozen_test_ids, records_from_jsonl,
-                                       records_from_store)
+from services.trainer.datasets import (
+    Dataset,
+    FrozenSplit,
+    build_dataset,
+    frozen_test_ids,
+    records_from_jsonl,
+    records_from_store,
+)
 from services.trainer.evaluation import evaluate
 
 logger = logging.getLogger(__name__)

@@ -83,7 +83,7 @@ class AutoRetrainer:
         while not self._stop.is_set():
             try:
                 self.poll_once()
-            except Exception:  # noqa: BLE001 - a bad poll (database down) must not end the loop
+            except Exception:
                 logger.exception("automatic retrain poll failed")
             self._stop.wait(self.settings.retrain_poll_seconds)
 
@@ -145,7 +145,7 @@ class AutoRetrainer:
         try:
             job = self.start_job(spec, self.settings.retrain_kind, dict(self.settings.retrain_params),
                                  origin=origin, promote_if_better=True)
-        except Exception:  # noqa: BLE001
+        except Exception:
             logger.exception("could not start an automatic job for %s", spec.ref)
             RETRAINS.labels(spec.ref, "failed").inc()
             self._attempted[spec.ref] = n

@@ -47,7 +47,7 @@ def _sample(name, **labels):
 
 
 def test_first_model_then_nothing_until_new_labels(tmp_path):
-    spec, servicer, retrainer, store = _setup(tmp_path)
+    _, servicer, retrainer, store = _setup(tmp_path)
     records = generate(DIMS, 260, seed=21)
     try:
         put_labels(store, records[:60], oracle_pb2.LABEL_REASON_TRAINING)
@@ -82,7 +82,7 @@ def test_first_model_then_nothing_until_new_labels(tmp_path):
 
 
 def test_failed_jobs_wait_for_more_labels(tmp_path):
-    spec, servicer, retrainer, store = _setup(tmp_path, name="fails",
+    _, servicer, retrainer, store = _setup(tmp_path, name="fails",
                                               retrain_params={"min_examples": "100000"})
     records = generate(DIMS, 200, seed=22)
     try:

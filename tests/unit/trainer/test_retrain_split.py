@@ -17,8 +17,13 @@ from distillery.filters import FilterCatalog
 from distillery.registry import ModelRegistry
 from distillery.store.labels import AUDIT_REASONS, LabelStore
 from distillery.v1 import common_pb2, oracle_pb2
-from services.trainer.datasets import (FrozenSplit, LabelRecord, build_dataset, frozen_test_ids,
-                                       records_from_store)
+from services.trainer.datasets import (
+    FrozenSplit,
+    LabelRecord,
+    build_dataset,
+    frozen_test_ids,
+    records_from_store,
+)
 from services.trainer.pipeline import TrainRequest, run_training
 from services.trainer.synthetic import generate
 
@@ -118,7 +123,7 @@ def test_new_articles_sharing_a_url_or_content_with_frozen_test_join_test(spec):
     first = build_dataset(spec, base)
     frozen = FrozenSplit.from_dataset(first)
     target = next(e for e in first.split("test"))
-    gone = sorted(frozen.test_ids)[-1]
+    gone = max(frozen.test_ids)
     # a new article at a frozen test URL (its twin has been relabelled away) and a near copy of another
     same_url = LabelRecord("new-same-url", "A different title", "Completely different words about a river "
                            "and wetland restoration with many species.", "https://EXAMPLE.org/" +
@@ -168,8 +173,8 @@ def test_promote_if_better_compares_on_the_frozen_split(tmp_path, spec):
 
     write_jsonl(labels, generate(DIMS, 240, seed=11))
     state = tmp_path / "state"
-    common = dict(kind="lexical", labels_path=str(labels), registry_root=str(state / "registry"),
-                  datasets_dir=str(state / "datasets"))
+    common = {"kind": "lexical", "labels_path": str(labels), "registry_root": str(state / "registry"),
+              "datasets_dir": str(state / "datasets")}
     first = run_training(spec, TrainRequest(promote_if_better=True, **common))
     assert first["metrics"]["promoted"] == 1.0  # nothing was promoted: the first model is
     reg = ModelRegistry(state / "registry")
