@@ -165,7 +165,7 @@ def run_stream_demo(
                 t0 = time.perf_counter()
                 _ingest(producer, phase_a)
                 a_ids = {a.id for a in phase_a}
-                _wait_decided(observer, a_ids, timeout, "prefilter decisions (phase A)", progress)
+                _wait_decided(observer, a_ids, timeout, "prefilter decisions, phase A", progress)
                 candidates_a = observer.key_set(t.ARTICLES_CANDIDATES) & a_ids
                 by_id = {a.id: a for a in phase_a}
                 for article_id in sorted(candidates_a):
@@ -175,11 +175,11 @@ def run_stream_demo(
                                   value=request.SerializeToString(), headers=make_headers())
                 producer.flush(30)
                 observer.wait_for(lambda: len(_label_ids(observer, "LABEL_REASON_TRAINING")) >= len(candidates_a),
-                                  timeout, "oracle labels (phase A)",
-                                  lambda: progress("oracle labels (phase A)",
+                                  timeout, "oracle labels, phase A",
+                                  lambda: progress("oracle labels, phase A",
                                                    len(_label_ids(observer, "LABEL_REASON_TRAINING")),
                                                    len(candidates_a)))
-                progress("oracle labels (phase A)", len(candidates_a), len(candidates_a))
+                progress("oracle labels, phase A", len(candidates_a), len(candidates_a))
                 timings["phase_a"] = time.perf_counter() - t0
 
                 # The retrain loop trains and promotes the first model; inference reloads it.
@@ -193,7 +193,7 @@ def run_stream_demo(
                 t0 = time.perf_counter()
                 _ingest(producer, phase_b)
                 b_ids = {a.id for a in phase_b}
-                _wait_decided(observer, b_ids, timeout, "prefilter decisions (phase B)", progress)
+                _wait_decided(observer, b_ids, timeout, "prefilter decisions, phase B", progress)
                 expected = (observer.key_set(t.ARTICLES_CANDIDATES) & (a_ids | b_ids))
                 observer.wait_for(lambda: expected <= observer.key_set(t.ARTICLES_SCORED), timeout,
                                   "scored articles",
@@ -359,13 +359,17 @@ def _holdout_mae(scorer, holdout, labels, ref, dims) -> dict[str, float]:
 
 
 def _rounds(trainer) -> list[Round]:
-    models = trainer.ListModels(trainer_pb2.ListModelsRequest(), timeout=30).models
+    """Every training job, oldest first, with the frozen-test comparison the trainer recorded."""
     rounds = []
-    for m in sorted(models, key=lambda m: m.created_at):
-        metrics = dict(m.metrics)
-        rounds.append(Round(job_id="", version=m.version, trigger="auto", promoted=m.promoted,
-                            test_mae=metrics.get("candidate_test_mae", metrics.get("test_mae")),
-                            compared_with=metrics.get("promoted_test_mae")))
+    for job in sorted(_jobs(trainer), key=lambda j: j.created_at):
+        if job.state != trainer_pb2.JOB_STATE_SUCCEEDED:
+            continue
+        m = dict(job.metrics)
+        rounds.append(Round(job_id=job.job_id, version=job.model_version,
+                            trigger=job.message.split(";")[0][:80],
+                            promoted=bool(m.get("promoted", 0.0)),
+                            test_mae=m.get("candidate_test_mae", m.get("test_mae")),
+                            compared_with=m.get("promoted_test_mae")))
     return rounds
 
 

@@ -170,8 +170,16 @@ def evaluate(
         except DatasetError:
             raise _fail(f"the dataset {info.dataset_hash} this model was trained on is not in {folder.parent}; "
                         "pass --data") from None
-        texts, y = ds.arrays("test")
-        source = f"frozen test split of dataset {info.dataset_hash}"
+        from services.trainer.datasets import FrozenSplit, frozen_test_ids
+
+        # The filter's frozen test articles (the same ones every version of this filter is compared on);
+        # the dataset's whole test split when the filter has none frozen yet.
+        frozen = FrozenSplit.load(dirs_state / "datasets", f"{info.filter_name}/v{info.filter_version}")
+        keep = set(frozen_test_ids(ds, frozen))
+        test = [e for e in ds.split("test") if e.id in keep]
+        texts = [e.input_text for e in test]
+        y = np.array([e.targets for e in test])
+        source = f"frozen test split ({len(test)} articles) of dataset {info.dataset_hash}"
         noise = ds.report.get("label_noise")
     with console.status(f"scoring {len(texts)} articles"):
         raw, calibrated, lower, upper = loaded.predict(texts)

@@ -182,9 +182,62 @@ def filter_quality() -> DashboardSpec:
     return DashboardSpec(
         uid="distillery-filter-quality",
         title="Distillery / Filter quality",
-        description="Live student quality: uncertain rate, oracle audits and model reloads per filter.",
+        description="Live student quality: student-vs-oracle MAE from audit labels against the filter's target, "
+        "interval coverage, uncertain rate, oracle audits and model reloads per filter.",
         variables=(FILTER_VAR,),
         rows=(
+            (
+                "Student vs oracle (audit labels)",
+                (
+                    PanelSpec(
+                        "Live MAE by filter vs target",
+                        (
+                            _q("distillery:inference_audit_mae:avg{" + sel + "}", "{{filter}} MAE"),
+                            _q("distillery:inference_target_mae:max{" + sel + "}", "{{filter}} target"),
+                        ),
+                        description="Mean absolute error of the calibrated student scores against oracle audit "
+                        "labels (sliding window of the last audit_window labels per dimension, averaged over "
+                        "dimensions) and the spec's student.target_mae. Alert: DistilleryStudentMaeAboveTarget.",
+                    ),
+                    PanelSpec(
+                        "Live MAE by dimension",
+                        (_q("distillery:inference_audit_mae_dimension:avg{" + sel + "}", "{{filter}} {{dimension}}"),),
+                    ),
+                    PanelSpec(
+                        "Interval coverage on audits (6 h)",
+                        (_q("distillery:inference_audit_interval_coverage:ratio_6h{" + sel + "}", "{{filter}}"),),
+                        unit="percentunit",
+                        description="Share of audit oracle scores inside the student's conformal interval; "
+                        "calibrated for 90%. Alert below 80%: DistilleryAuditIntervalCoverageLow.",
+                    ),
+                    PanelSpec(
+                        "Absolute error p50 / p90 by reason (audit, uncertain)",
+                        (
+                            _q(_quantile(0.5, "distillery_inference_audit_abs_error", "filter, reason", sel),
+                               "{{filter}} {{reason}} p50"),
+                            _q(_quantile(0.9, "distillery_inference_audit_abs_error", "filter, reason", sel),
+                               "{{filter}} {{reason}} p90"),
+                        ),
+                        description="Uncertain articles are the hard cases: their error is expected above the "
+                        "audit (random sample) error.",
+                    ),
+                    PanelSpec(
+                        "Oracle labels matched / unmatched per hour",
+                        (
+                            _q("sum by (filter, reason) (increase(distillery_inference_audit_matched_total{" + sel
+                               + "}[1h]))", "{{filter}} {{reason}} matched"),
+                            _q("sum by (filter, reason) (increase(distillery_inference_audit_unmatched_total{" + sel
+                               + "}[1h]))", "{{filter}} {{reason}} unmatched"),
+                        ),
+                        description="Unmatched: the prediction expired, was evicted, was lost in a restart or "
+                        "belongs to another replica.",
+                    ),
+                    PanelSpec(
+                        "Predictions waiting for their oracle label",
+                        (_q("sum by (job) (distillery_inference_audit_pending_predictions)", "{{job}}"),),
+                    ),
+                ),
+            ),
             (
                 "Uncertainty",
                 (

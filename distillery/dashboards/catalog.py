@@ -242,7 +242,8 @@ def scan(root: Path = REPO_ROOT, dirs: Iterable[str] = SCAN_DIRS) -> Catalog:
 def naming_problems(catalog: Catalog) -> list[str]:
     """Violations of ``distillery_<service>_<what>_<unit>``: unknown service, missing unit suffix."""
     units = ("_seconds", "_bytes", "_usd", "_ratio", "_tokens", "_messages", "_articles", "_info", "_mae",
-             "_psi", "_requests", "_score", "_items", "_size", "_depth", "_rate", "_count", "_timestamp_seconds")
+             "_psi", "_requests", "_score", "_items", "_size", "_depth", "_rate", "_count", "_timestamp_seconds",
+             "_error")  # _error: an absolute error in score points (0-10 scale)
     out = []
     for m in catalog.metrics:
         if m.pattern:

@@ -234,7 +234,6 @@ def test_kill_each_stage_mid_stream_loses_nothing(kafka_bootstrap, kafka_prefix,
                             for m in collector.get(topic[t.ORACLE_LABELS])}
         collector.wait(lambda: requested() <= labelled(), 60, "every oracle request labelled", services())
 
-        print({k: (len(collector.get(v)), len(collector.keys(v))) for k, v in topic.items()})
         assert not dead(), "valid synthetic articles were dead-lettered"
         assert ids == collector.keys(topic[t.ARTICLES_RAW])
         assert 0 < len(collector.keys(topic[t.ARTICLES_REJECTED])) < 300  # off-topic share blocked
