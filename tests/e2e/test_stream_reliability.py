@@ -202,7 +202,7 @@ def test_kill_each_stage_mid_stream_loses_nothing(kafka_bootstrap, kafka_prefix,
         return collector.keys(topic[t.ARTICLES_SCORED]) | collector.keys(topic[t.ARTICLES_REJECTED])
 
     try:
-        services = lambda: list(pipeline.services.values())  # noqa: E731
+        services = lambda: list(pipeline.services.values())
         # Each stage in turn: a chunk streams in, the stage is killed -9 as soon as it produced part of the
         # pipeline's output for it, the rest of the chunk arrives while it is down, then it is restarted.
         outputs = {"prefilter": lambda: collector.keys(topic[t.ARTICLES_CANDIDATES]) | collector.keys(
@@ -213,7 +213,7 @@ def test_kill_each_stage_mid_stream_loses_nothing(kafka_bootstrap, kafka_prefix,
             before = len(outputs[stage]())
             feeder = threading.Thread(target=stream, args=(chunks[n],))
             feeder.start()
-            collector.wait(lambda: len(outputs[stage]()) > before, 60, f"{stage} output", services())
+            collector.wait(lambda s=stage, b=before: len(outputs[s]()) > b, 60, f"{stage} output", services())
             killed = pipeline.services.pop(stage)
             killed.kill()
             assert killed.process.returncode == -9
@@ -224,13 +224,13 @@ def test_kill_each_stage_mid_stream_loses_nothing(kafka_bootstrap, kafka_prefix,
         ids = {a.id for a in sent}
         assert len(ids) == 300
 
-        dead = lambda: set().union(*(collector.keys(d) for d in pipeline.dlq.values()))  # noqa: E731
+        dead = lambda: set().union(*(collector.keys(d) for d in pipeline.dlq.values()))
         collector.wait(lambda: ids <= decided() | dead(), 90, "every article scored or rejected", services())
         candidates = collector.keys(topic[t.ARTICLES_CANDIDATES])
         collector.wait(lambda: candidates <= collector.keys(topic[t.ARTICLES_SCORED]), 60, "candidates scored",
                        services())
-        requested = lambda: {k.split(":")[0] for k in collector.keys(topic[t.ORACLE_REQUESTS])}  # noqa: E731
-        labelled = lambda: {oracle_pb2.OracleLabel.FromString(m.value()).article_id  # noqa: E731
+        requested = lambda: {k.split(":")[0] for k in collector.keys(topic[t.ORACLE_REQUESTS])}
+        labelled = lambda: {oracle_pb2.OracleLabel.FromString(m.value()).article_id
                             for m in collector.get(topic[t.ORACLE_LABELS])}
         collector.wait(lambda: requested() <= labelled(), 60, "every oracle request labelled", services())
 
@@ -262,7 +262,7 @@ def test_oracle_gateway_outage_then_restart_labels_every_request(kafka_bootstrap
         return [(a.id, events_pb2.CandidateArticle(article=a, passed_filters=ref).SerializeToString())
                 for a in items]
 
-    requested = lambda: {k.split(":")[0] for k in collector.keys(topic[t.ORACLE_REQUESTS])}  # noqa: E731
+    requested = lambda: {k.split(":")[0] for k in collector.keys(topic[t.ORACLE_REQUESTS])}
 
     def labelled() -> set[str]:
         return {oracle_pb2.OracleLabel.FromString(m.value()).article_id for m in collector.get(topic[t.ORACLE_LABELS])}
