@@ -168,12 +168,15 @@ def run_stream_demo(
                 _wait_decided(observer, a_ids, timeout, "prefilter decisions, phase A", progress)
                 candidates_a = observer.key_set(t.ARTICLES_CANDIDATES) & a_ids
                 by_id = {a.id: a for a in phase_a}
+                sent = []
                 for article_id in sorted(candidates_a):
                     request = oracle_pb2.LabelRequest(article=by_id[article_id], filter=ref,
                                                       reason=oracle_pb2.LABEL_REASON_TRAINING)
-                    producer.send(t.ORACLE_REQUESTS, key=f"{article_id}:{spec.name}".encode(),
-                                  value=request.SerializeToString(), headers=make_headers())
+                    sent.append(producer.send(t.ORACLE_REQUESTS, key=f"{article_id}:{spec.name}".encode(),
+                                              value=request.SerializeToString(), headers=make_headers()))
                 producer.flush(30)
+                for future in sent:
+                    future.get(timeout=60)
                 observer.wait_for(lambda: len(_label_ids(observer, "LABEL_REASON_TRAINING")) >= len(candidates_a),
                                   timeout, "oracle labels, phase A",
                                   lambda: progress("oracle labels, phase A",
@@ -251,9 +254,11 @@ def run_stream_demo(
 
 # -- steps ---------------------------------------------------------------------------------------------
 def _ingest(producer, items) -> None:
-    for a in items:
-        producer.send(t.ARTICLES_RAW, key=a.id.encode(), value=a.SerializeToString(), headers=make_headers())
+    futures = [producer.send(t.ARTICLES_RAW, key=a.id.encode(), value=a.SerializeToString(), headers=make_headers())
+               for a in items]
     producer.flush(60)
+    for future in futures:
+        future.get(timeout=60)  # raise if an article was not acknowledged: never lose one silently
 
 
 def _wait_decided(observer: TopicObserver, ids: set[str], timeout: float, what: str, progress: Progress) -> None:

@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Iterable
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -55,8 +55,26 @@ def make_consumer(
     consumer = KafkaConsumer(**config)
     topics = list(topics)
     if topics:
-        consumer.subscribe(topics)
+        consumer.subscribe(topics, listener=_LogRebalance(group_id))
     return consumer
+
+
+class _LogRebalance(ConsumerRebalanceListener):
+    """Log partition moves: the first thing to look at when a stage seems to consume nothing."""
+
+    def __init__(self, group_id: str):
+        self.group_id = group_id
+
+    def on_partitions_revoked(self, revoked):
+        if revoked:
+            logger.info("partitions revoked", extra={"fields": {"group": self.group_id,
+                                                                "partitions": sorted(f"{tp.topic}/{tp.partition}"
+                                                                                     for tp in revoked)}})
+
+    def on_partitions_assigned(self, assigned):
+        logger.info("partitions assigned", extra={"fields": {"group": self.group_id,
+                                                             "partitions": sorted(f"{tp.topic}/{tp.partition}"
+                                                                                  for tp in assigned)}})
 
 
 def ensure_topics(

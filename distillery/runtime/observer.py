@@ -29,6 +29,7 @@ class TopicObserver:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="topic-observer", daemon=True)
         self._consumer: KafkaConsumer | None = None
+        self._seen: set[tuple[TopicPartition, int]] = set()
 
     def start(self) -> TopicObserver:
         self._consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
@@ -41,11 +42,17 @@ class TopicObserver:
         for topic in self.topics:
             for p in self._consumer.partitions_for_topic(topic) or ():
                 partitions.append(TopicPartition(topic, p))
-        if set(partitions) != set(self._consumer.assignment()):
-            new = set(partitions) - set(self._consumer.assignment())
-            self._consumer.assign(partitions)
-            if new:
-                self._consumer.seek_to_beginning(*new)
+        current = set(self._consumer.assignment())
+        if set(partitions) == current:
+            return
+        # assign() forgets fetch positions: keep where each known partition was, start new ones at 0.
+        positions = {tp: self._consumer.position(tp) for tp in current}
+        self._consumer.assign(partitions)
+        for tp in partitions:
+            if tp in positions and positions[tp] is not None:
+                self._consumer.seek(tp, positions[tp])
+            else:
+                self._consumer.seek_to_beginning(tp)
 
     def _run(self) -> None:
         last_assign = 0.0
@@ -62,6 +69,9 @@ class TopicObserver:
                 for tp, records in batch.items():
                     decode = self.decoders.get(tp.topic)
                     for r in records:
+                        if (tp, r.offset) in self._seen:
+                            continue  # a re-read after a reassignment: count each record once
+                        self._seen.add((tp, r.offset))
                         key = (r.key or b"").decode("utf-8", "replace")
                         self.counts[tp.topic] += 1
                         self.keys[tp.topic].setdefault(key, r.timestamp)
