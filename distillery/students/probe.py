@@ -22,7 +22,7 @@ DEFAULTS: dict[str, Any] = {
     "encoder": "all-MiniLM-L6-v2",
     "head_tokens": 128,
     "tail_tokens": 128,
-    "head": "mlp",  # mlp | ridge
+    "head": "auto",  # auto | mlp | ridge (auto: the better on validation; ridge when there is none and n < 1000)
     "hidden": [256],
     "l2": 1e-3,  # MLP weight decay
     "alphas": [0.1, 0.3, 1.0, 3.0, 10.0],  # ridge head candidates
@@ -42,8 +42,8 @@ class ProbeStudent(Student):
         super().__init__(dimensions)
         self.filter = filter
         self.params = check_params("probe", DEFAULTS, params)
-        if self.params["head"] not in {"mlp", "ridge"}:
-            raise ValueError(f"probe head must be 'mlp' or 'ridge', got {self.params['head']!r}")
+        if self.params["head"] not in {"auto", "mlp", "ridge"}:
+            raise ValueError(f"probe head must be 'auto', 'mlp' or 'ridge', got {self.params['head']!r}")
         self.cache_dir = cache_dir or os.environ.get(EMBED_CACHE_ENV) or None
         self._head = None
         self._encoder = None
@@ -61,24 +61,31 @@ class ProbeStudent(Student):
     def embed(self, texts: Sequence[str], progress=None) -> np.ndarray:
         return self.encoder.encode(list(texts), progress)
 
-    def _make_heads(self):
-        p = self.params
-        if p["head"] == "ridge":
-            from sklearn.linear_model import Ridge
-
-            return [Ridge(alpha=float(a)) for a in p["alphas"]]
+    def _make_heads(self, n: int, has_val: bool):
+        """Candidate heads. An MLP needs data: on a few hundred labels (a cold start) ridge is the safer
+        head, so ``auto`` lets validation decide, and picks ridge without validation on small sets."""
+        from sklearn.linear_model import Ridge
         from sklearn.neural_network import MLPRegressor
 
-        return [MLPRegressor(hidden_layer_sizes=tuple(int(h) for h in p["hidden"]), alpha=float(p["l2"]),
-                             learning_rate_init=1e-3, max_iter=int(p["max_iter"]), early_stopping=True,
-                             validation_fraction=0.1, n_iter_no_change=20, random_state=int(p["seed"]))]
+        p = self.params
+        ridges = [Ridge(alpha=float(a)) for a in p["alphas"]]
+        mlp = MLPRegressor(hidden_layer_sizes=tuple(int(h) for h in p["hidden"]), alpha=float(p["l2"]),
+                           learning_rate_init=1e-3, max_iter=int(p["max_iter"]), early_stopping=True,
+                           validation_fraction=0.1, n_iter_no_change=20, random_state=int(p["seed"]))
+        if p["head"] == "ridge":
+            return ridges
+        if p["head"] == "mlp":
+            return [mlp]
+        if has_val:
+            return ridges + [mlp]
+        return [Ridge(alpha=1.0)] if n < 1000 else [mlp]
 
     def fit_embeddings(self, X: np.ndarray, y: np.ndarray, Xv: np.ndarray | None = None,
                        yv: np.ndarray | None = None) -> ProbeStudent:
         y = np.asarray(y, dtype=np.float64)
         if y.ndim != 2 or y.shape != (len(X), len(self.dimensions)):
             raise ValueError(f"targets must have shape ({len(X)}, {len(self.dimensions)}), got {y.shape}")
-        heads = self._make_heads()
+        heads = self._make_heads(len(X), Xv is not None and yv is not None and len(Xv) > 0)
         best, best_mae = None, np.inf
         for head in heads:
             head.fit(X, y / 10.0)
