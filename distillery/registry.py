@@ -6,6 +6,8 @@ Layout under the registry root (a local folder by default, any fsspec URI when f
         manifest.json      kind, dimensions, dataset hash, code version, created_at, filter ref
         metrics.json       held-out metrics recorded at registration
         calibration.json   isotonic maps + conformal intervals (distillery.calibration)
+        reference_distribution.json   share of the model's calibrated val+test predictions per score band,
+                           per dimension and for the overall score (the drift reference; absent in old versions)
         student/           the student's own files (its manifest.json names its kind)
     <root>/<filter_name>/promoted.json   the served version and the promotion history (written atomically)
 
@@ -17,6 +19,7 @@ and they are never modified afterwards. The inference service uses :meth:`ModelR
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -40,6 +43,37 @@ METRICS = "metrics.json"
 CALIBRATION = "calibration.json"
 STUDENT_DIR = "student"
 POINTER = "promoted.json"
+logger = logging.getLogger(__name__)
+REFERENCE = "reference_distribution.json"
+OVERALL = "overall"
+# The five score bands of the live histograms' drift rules (deploy/prometheus/rules/recording.yml): a score
+# falls in the first band whose upper bound it does not exceed (Prometheus ``le`` buckets are inclusive).
+SCORE_BANDS: tuple[tuple[str, float], ...] = (("0-2", 2.0), ("3-4", 4.0), ("5-6", 6.0), ("7-8", 8.0),
+                                              ("9-10", float("inf")))
+
+
+def band_shares(values: Sequence[float] | np.ndarray) -> dict[str, float]:
+    """Share of ``values`` (0-10 scores) in each of :data:`SCORE_BANDS`; raises ValueError when empty."""
+    arr = np.asarray(values, dtype=np.float64).ravel()
+    arr = arr[np.isfinite(arr)]
+    if arr.size == 0:
+        raise ValueError("no finite scores to compute band shares from")
+    uppers = np.array([upper for _, upper in SCORE_BANDS[:-1]])
+    index = np.searchsorted(uppers, np.clip(arr, 0.0, 10.0), side="left")  # x <= upper -> that band
+    counts = np.bincount(index, minlength=len(SCORE_BANDS))
+    return {name: float(c) / arr.size for (name, _), c in zip(SCORE_BANDS, counts, strict=True)}
+
+
+def reference_distribution(dimensions: Sequence[str], calibrated: np.ndarray, overall: np.ndarray,
+                           split: str = "val+test") -> dict[str, Any]:
+    """The drift reference of a model: band shares of its calibrated predictions per dimension and overall."""
+    calibrated = np.atleast_2d(np.asarray(calibrated, dtype=np.float64))
+    if calibrated.shape[1] != len(dimensions):
+        raise ValueError(f"expected {len(dimensions)} columns of predictions, got {calibrated.shape[1]}")
+    shares = {d: band_shares(calibrated[:, i]) for i, d in enumerate(dimensions)}
+    shares[OVERALL] = band_shares(overall)
+    return {"bands": [name for name, _ in SCORE_BANDS], "split": split, "n": int(calibrated.shape[0]),
+            "shares": shares}
 
 
 class RegistryError(LookupError):
@@ -174,10 +208,13 @@ class _Storage:
 class LoadedModel:
     """A registered version in memory: ``predict(texts) -> (raw, calibrated, lower, upper)``, each (n, n_dims)."""
 
-    def __init__(self, info: ModelInfo, student, calibration: Calibration):
+    def __init__(self, info: ModelInfo, student, calibration: Calibration,
+                 reference: dict[str, Any] | None = None):
         self.info = info
         self.student = student
         self.calibration = calibration
+        # {"bands": [...], "shares": {dimension|"overall": {band: share}}, ...}; None for versions without one
+        self.reference = reference
 
     @property
     def dimensions(self) -> list[str]:
@@ -217,8 +254,12 @@ class ModelRegistry:
 
     # -- write ---------------------------------------------------------------------------------------
     def register(self, spec, student, calibration: Calibration, metrics: dict[str, float] | None = None,
-                 dataset_hash: str = "", extra: dict[str, Any] | None = None) -> ModelInfo:
-        """Write a new immutable version for ``spec`` (a FilterSpec) and return its info."""
+                 dataset_hash: str = "", extra: dict[str, Any] | None = None,
+                 reference: dict[str, Any] | None = None) -> ModelInfo:
+        """Write a new immutable version for ``spec`` (a FilterSpec) and return its info.
+
+        ``reference`` (from :func:`reference_distribution`) is stored as ``reference_distribution.json``.
+        """
         if list(student.dimensions) != list(spec.dimension_names):
             raise ValueError(f"student dimensions {student.dimensions} differ from {spec.ref}'s "
                              f"{spec.dimension_names}")
@@ -242,6 +283,9 @@ class ModelRegistry:
             local = Path(tmp) / version_id
             student.save(local / STUDENT_DIR)
             calibration.save(local / CALIBRATION)
+            if reference is not None:
+                _check_reference(reference, spec.dimension_names)
+                (local / REFERENCE).write_text(json.dumps(reference, indent=2, sort_keys=True), encoding="utf-8")
             (local / METRICS).write_text(json.dumps(clean_metrics, indent=2, sort_keys=True), encoding="utf-8")
             (local / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str),
                                           encoding="utf-8")
@@ -357,7 +401,46 @@ class ModelRegistry:
         calibration_file = local / CALIBRATION
         calibration = (Calibration.load(calibration_file) if calibration_file.exists()
                        else Calibration.identity(info.dimensions))
-        return LoadedModel(info, student, calibration)
+        return LoadedModel(info, student, calibration, reference=_read_reference(local / REFERENCE, info))
+
+    def reference(self, info: ModelInfo) -> dict[str, Any] | None:
+        """The stored reference distribution of ``info``, or None for versions registered without one."""
+        path = f"{self._version_path(info.filter_name, info.filter_version, info.version_id)}/{REFERENCE}"
+        if not self.storage.exists(path):
+            return None
+        try:
+            doc = json.loads(self.storage.read_text(path))
+            _check_reference(doc, info.dimensions)
+        except (json.JSONDecodeError, ValueError) as exc:
+            raise RegistryError(f"reference distribution {path} is unusable: {exc}") from None
+        return doc
+
+
+def _check_reference(doc: Any, dimensions: Sequence[str]) -> None:
+    bands = [name for name, _ in SCORE_BANDS]
+    if not isinstance(doc, dict) or not isinstance(doc.get("shares"), dict):
+        raise ValueError("a reference distribution needs a 'shares' object")  # noqa: TRY004 - bad file content
+    if doc.get("bands") != bands:
+        raise ValueError(f"reference bands {doc.get('bands')} differ from {bands}")
+    missing = [d for d in [*dimensions, OVERALL] if d not in doc["shares"]]
+    if missing:
+        raise ValueError(f"reference distribution lacks {missing}")
+    for key, shares in doc["shares"].items():
+        if sorted(shares) != sorted(bands) or not all(_is_number(v) and 0 <= float(v) <= 1 for v in shares.values()):
+            raise ValueError(f"reference shares of {key!r} must give a 0-1 share for each band {bands}")
+
+
+def _read_reference(path: Path, info: ModelInfo) -> dict[str, Any] | None:
+    """The reference next to a loaded version; an unusable one is logged and ignored (the model still serves)."""
+    if not path.exists():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        _check_reference(doc, info.dimensions)
+    except (json.JSONDecodeError, ValueError) as exc:
+        logger.warning("ignoring unusable reference distribution %s: %s", path, exc)
+        return None
+    return doc
 
 
 def _is_number(value: Any) -> bool:

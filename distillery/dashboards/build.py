@@ -295,6 +295,7 @@ def filter_quality() -> DashboardSpec:
 
 def score_distributions() -> DashboardSpec:
     sel = 'filter=~"$filter", dimension=~"$dimension"'
+    sel_overall = 'filter=~"$filter", dimension=~"$dimension|overall"'  # the drift series include the overall score
     return DashboardSpec(
         uid="distillery-score-distributions",
         title="Distillery / Score distributions",
@@ -349,6 +350,54 @@ def score_distributions() -> DashboardSpec:
                         (_q("distillery:inference_score_median:1h{" + sel + "} - "
                             "distillery:inference_score_median:1h{" + sel + "} offset 7d",
                             "{{filter}} {{dimension}}"),),
+                    ),
+                    PanelSpec(
+                        "PSI of the last hour vs the previous 7 days",
+                        (_q("distillery:inference_score:psi{" + sel + "}", "{{filter}} {{dimension}}"),),
+                        description="Population stability index of the live score bands, last hour against the "
+                                    "previous week (< 0.1 stable, 0.1-0.25 moderate, > 0.25 drift). The drift "
+                                    "alert uses it only for models registered without a training reference.",
+                    ),
+                ),
+            ),
+            (
+                "Drift against the training distribution",
+                (
+                    PanelSpec(
+                        "PSI vs the training reference",
+                        (_q("distillery:inference_score:psi_reference{" + sel_overall + "}",
+                            "{{filter}} {{dimension}}"),),
+                        description="Population stability index of the last hour's score bands against the served "
+                                    "model's reference: its calibrated predictions on its validation+test split, "
+                                    "stored at registration (dimension \"overall\" is the overall score). "
+                                    "< 0.1 stable, 0.1-0.25 moderate, > 0.25 drift (DistilleryScoreDrift).",
+                        width=24,
+                    ),
+                    PanelSpec(
+                        "Live share per band (last hour)",
+                        (_q("distillery:inference_score_band_live:ratio_1h{" + sel_overall + "}",
+                            "{{filter}} {{dimension}} {{band}}"),),
+                        unit="percentunit",
+                        description="Share of live calibrated scores in each band (0-2, 3-4, 5-6, 7-8, 9-10) over "
+                                    "the last hour.",
+                    ),
+                    PanelSpec(
+                        "Training reference share per band",
+                        (_q("distillery:inference_reference_score_band:ratio{" + sel_overall + "}",
+                            "{{filter}} {{dimension}} {{band}}"),),
+                        unit="percentunit",
+                        description="The served model's reference shares per band (empty for models registered "
+                                    "without one); a step marks a hot reload of a new version.",
+                    ),
+                    PanelSpec(
+                        "Live minus reference share per band",
+                        (_q("distillery:inference_score_band_live:ratio_1h{" + sel_overall + "} - "
+                            "distillery:inference_reference_score_band:ratio{" + sel_overall + "}",
+                            "{{filter}} {{dimension}} {{band}}"),),
+                        unit="percentunit",
+                        description="Positive: the band is more frequent live than on the model's own "
+                                    "validation+test predictions.",
+                        width=24,
                     ),
                 ),
             ),

@@ -20,7 +20,15 @@ from distillery.filters import FilterSpec, UnknownFilterError, overall_scores, t
 from distillery.rpc.errors import PreconditionError, UnavailableError
 from services.inference import metrics
 from services.inference.batcher import BatchInfo, DeadlineExceededError, DynamicBatcher
-from services.inference.models import CHEAP, PRIMARY, ModelRef, ModelSource, ServedModel, student_text
+from services.inference.models import (
+    CHEAP,
+    PRIMARY,
+    ModelRef,
+    ModelSource,
+    ServedModel,
+    reference_of,
+    student_text,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +96,8 @@ class FilterSlot:
     batchers: dict[str, DynamicBatcher] = field(default_factory=dict)
 
     _children: _MetricChildren | None = None
+    # (dimension, band) label pairs of the reference gauge exported for this filter's primary model
+    reference_labels: list[tuple[str, str]] = field(default_factory=list)
 
     def metric_children(self) -> _MetricChildren:
         """Labelled metric children of this filter, looked up once (labels() per value is slow)."""
@@ -172,6 +182,31 @@ class ScoringEngine:
         slot.models = {**slot.models, role: model}
         slot.refs = {**slot.refs, role: ref}
         metrics.LOADED.labels(slot.spec.name, role).set(1)
+        if role == PRIMARY:
+            self._export_reference(slot, model)
+
+    @staticmethod
+    def _export_reference(slot: FilterSlot, model: ServedModel) -> None:
+        """Publish the primary model's training reference shares, replacing the previous version's."""
+        name = slot.spec.name
+        reference = reference_of(model)
+        wanted: dict[tuple[str, str], float] = {}
+        if reference is not None:
+            for dimension, shares in reference["shares"].items():
+                for band, share in shares.items():
+                    wanted[(str(dimension), str(band))] = float(share)
+        for dimension, band in slot.reference_labels:
+            if (dimension, band) not in wanted:
+                try:
+                    metrics.REFERENCE_SHARE.remove(name, dimension, band)
+                except KeyError:
+                    pass
+        for (dimension, band), share in wanted.items():
+            metrics.REFERENCE_SHARE.labels(name, dimension, band).set(share)
+        slot.reference_labels = list(wanted)
+        if reference is None:
+            logger.info("served model has no reference distribution; drift falls back to the 7-day comparison",
+                        extra={"fields": {"filter": name, "version": getattr(model, "version", "")}})
 
     def _processor(self, slot: FilterSlot, role: str):
         name = slot.spec.name

@@ -38,6 +38,14 @@ SCORES = Histogram(
 )
 OVERALL = Histogram("distillery_inference_overall_score", "Overall score distribution.", ["filter"],
                     buckets=_SCORE)
+REFERENCE_SHARE = Gauge(
+    "distillery_inference_reference_score_ratio",
+    "Share of the served (primary) model's calibrated predictions on its validation+test split per score band "
+    "(0-2, 3-4, 5-6, 7-8, 9-10), per filter and dimension (dimension=\"overall\" for the overall score): the "
+    "training reference the drift rules compare the live score histograms with. Absent for model versions "
+    "registered without one; replaced on hot reload.",
+    ["filter", "dimension", "band"],
+)
 UNCERTAIN = Counter("distillery_inference_uncertain_total", "Results flagged uncertain.", ["filter"])
 RELOADS = Counter("distillery_inference_model_reloads_total", "Model versions (re)loaded, by outcome.",
                   ["filter", "outcome"])

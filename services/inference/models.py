@@ -48,6 +48,8 @@ class ServedModel(Protocol):
     version: str
     kind: str
     dimensions: list[str]
+    # Optional attribute ``reference``: the version's training reference distribution
+    # ({"bands": [...], "shares": {dimension|"overall": {band: share}}}) or None; read with reference_of().
 
     def predict(self, texts: Sequence[str]) -> Prediction: ...
 
@@ -73,6 +75,15 @@ class ModelSource(Protocol):
         ...
 
     def load(self, spec: FilterSpec, ref: ModelRef) -> ServedModel: ...
+
+
+def reference_of(model: object) -> dict | None:
+    """A served model's training reference distribution (see distillery.registry), or None without one."""
+    reference = getattr(model, "reference", None)
+    if reference is None:
+        loaded = getattr(model, "loaded", None)
+        reference = getattr(loaded, "reference", None)
+    return reference if isinstance(reference, dict) and isinstance(reference.get("shares"), dict) else None
 
 
 def estimate_tokens(text: str, max_tokens: int) -> int:

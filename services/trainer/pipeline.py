@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from distillery.calibration import Calibration
+from distillery.filters.postprocess import overall_scores
 from distillery.filters.spec import FilterSpec
-from distillery.registry import ModelRegistry
+from distillery.registry import ModelRegistry, reference_distribution
 from distillery.students import make_student
 from services.trainer.datasets import (
     Dataset,
@@ -176,13 +177,15 @@ def train_on_dataset(spec: FilterSpec, dataset: Dataset, req: TrainRequest, stud
     if noise:  # the student against the oracles' own disagreement (multi-oracle data only)
         metrics["inter_oracle_mae"] = float(noise["mean_abs_diff_all"])
     summary: dict[str, Any] = {"metrics": metrics, "dataset_hash": dataset.hash, "evaluation": result}
+    summary["reference_distribution"] = model_reference(spec, calibration, val_raw, test_raw)
     if req.registry_root:
         report(0.95, "registering the model")
         registry = ModelRegistry(req.registry_root)
         info = registry.register(spec, student, calibration, metrics, dataset.hash,
                                  extra={"dataset_report": {"n_examples": len(dataset.examples),
                                                            "splits": dataset.report["splits"]},
-                                        "seed": req.seed})
+                                        "seed": req.seed},
+                                 reference=summary["reference_distribution"])
         summary["model_version"] = info.version_id
         summary["uri"] = info.uri
         if req.promote:
@@ -201,6 +204,17 @@ def train_on_dataset(spec: FilterSpec, dataset: Dataset, req: TrainRequest, stud
     summary["calibration"] = calibration
     report(1.0, f"done: test MAE {metrics['test_mae']:.3f} (mean predictor {metrics['mean_predictor_mae']:.3f})")
     return summary
+
+
+def model_reference(spec: FilterSpec, calibration: Calibration, val_raw, test_raw) -> dict[str, Any]:
+    """Band shares of the model's calibrated, served-range predictions on its validation+test split: the
+    distribution the live score histograms are compared with for drift (stored with the model version)."""
+    raw = np.concatenate([np.asarray(val_raw, dtype=np.float64).reshape(-1, len(spec.dimension_names)),
+                          np.asarray(test_raw, dtype=np.float64).reshape(-1, len(spec.dimension_names))])
+    calibrated, _, _ = calibration.apply(raw)
+    calibrated = np.clip(calibrated, 0.0, 10.0)  # what the inference engine exports
+    overall, _ = overall_scores(spec, calibrated)
+    return reference_distribution(spec.dimension_names, calibrated, overall)
 
 
 def calibrated_mae(calibrated: np.ndarray, y: np.ndarray) -> float:
