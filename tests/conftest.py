@@ -61,3 +61,39 @@ def kafka_prefix(request) -> str:
     import uuid
 
     return f"t{uuid.uuid4().hex[:10]}."
+
+
+def _read_topic(bootstrap: str, topic: str, n: int, timeout: float = 40.0) -> list:
+    """Read up to ``n`` records of ``topic`` from the beginning with confluent-kafka (librdkafka): an
+    independent client, so that tests never check the project's consumer code with itself."""
+    import time
+
+    import confluent_kafka
+
+    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": "independent-check",
+                                         "enable.auto.commit": False})
+    out: list = []
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            meta = consumer.list_topics(topic, timeout=5).topics.get(topic)
+            if meta is not None and meta.partitions and meta.error is None:
+                break
+            if time.monotonic() > deadline:
+                return out
+            time.sleep(0.1)
+        consumer.assign([confluent_kafka.TopicPartition(topic, p, confluent_kafka.OFFSET_BEGINNING)
+                         for p in meta.partitions])
+        while len(out) < n and time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is not None and not msg.error():
+                out.append(msg)
+    finally:
+        consumer.close()
+    return out
+
+
+@pytest.fixture
+def read_topic():
+    """``read_topic(bootstrap, topic, n, timeout=40.0)`` -> confluent-kafka messages (independent client)."""
+    return _read_topic

@@ -24,30 +24,6 @@ confluent_kafka = pytest.importorskip("confluent_kafka")
 FILTERS = Path(__file__).resolve().parents[2] / "filters"
 
 
-def read_topic(bootstrap, topic, n, timeout=40.0):
-    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": "audit-check",
-                                         "enable.auto.commit": False})
-    out = []
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            meta = consumer.list_topics(topic, timeout=5).topics.get(topic)
-            if meta is not None and meta.partitions and meta.error is None:
-                break
-            if time.monotonic() > deadline:
-                return out
-            time.sleep(0.1)
-        consumer.assign([confluent_kafka.TopicPartition(topic, p, confluent_kafka.OFFSET_BEGINNING)
-                         for p in meta.partitions])
-        while len(out) < n and time.monotonic() < deadline:
-            msg = consumer.poll(0.2)
-            if msg is not None and not msg.error():
-                out.append(msg)
-    finally:
-        consumer.close()
-    return out
-
-
 def scrape(port: int) -> dict[tuple[str, tuple], float]:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
@@ -58,7 +34,7 @@ def value(samples, name, **labels):
     return samples.get((name, tuple(sorted(labels.items()))))
 
 
-def test_audit_labels_give_the_live_mae_coverage_and_match_counts(kafka_bootstrap, kafka_prefix, tmp_path):
+def test_audit_labels_give_the_live_mae_coverage_and_match_counts(kafka_bootstrap, kafka_prefix, tmp_path, read_topic):
     from distillery.calibration import Calibration
     from distillery.registry import ModelRegistry
     from distillery.students import compose_text, make_student

@@ -22,31 +22,7 @@ confluent_kafka = pytest.importorskip("confluent_kafka")
 FILTERS = Path(__file__).resolve().parents[2] / "filters"
 
 
-def read_topic(bootstrap, topic, n, timeout=40.0):
-    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": "inference-check",
-                                         "enable.auto.commit": False})
-    out = []
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            meta = consumer.list_topics(topic, timeout=5).topics.get(topic)
-            if meta is not None and meta.partitions and meta.error is None:
-                break
-            if time.monotonic() > deadline:
-                return out
-            time.sleep(0.1)
-        consumer.assign([confluent_kafka.TopicPartition(topic, p, confluent_kafka.OFFSET_BEGINNING)
-                         for p in meta.partitions])
-        while len(out) < n and time.monotonic() < deadline:
-            msg = consumer.poll(0.2)
-            if msg is not None and not msg.error():
-                out.append(msg)
-    finally:
-        consumer.close()
-    return out
-
-
-def test_stage_scores_routes_uncertain_within_budget_and_dead_letters(kafka_bootstrap, kafka_prefix, tmp_path):
+def test_stage_scores_routes_uncertain_within_budget_and_dead_letters(kafka_bootstrap, kafka_prefix, tmp_path, read_topic):
     from distillery.calibration import Calibration
     from distillery.registry import ModelRegistry
     from distillery.students import compose_text, make_student
@@ -117,7 +93,7 @@ def test_stage_scores_routes_uncertain_within_budget_and_dead_letters(kafka_boot
         svc.stop()
 
 
-def test_candidates_wait_for_the_first_model_instead_of_being_dropped(kafka_bootstrap, kafka_prefix, tmp_path):
+def test_candidates_wait_for_the_first_model_instead_of_being_dropped(kafka_bootstrap, kafka_prefix, tmp_path, read_topic):
     """Cold start: with no model promoted, candidates stay in the topic; once one is promoted they are scored."""
     from distillery.calibration import Calibration
     from distillery.registry import ModelRegistry

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from distillery import synthetic
@@ -16,32 +14,8 @@ pytestmark = pytest.mark.integration
 confluent_kafka = pytest.importorskip("confluent_kafka")
 
 
-def read_topic(bootstrap, topic, n, timeout=45.0):
-    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": "oracle-independent-check",
-                                         "enable.auto.commit": False})
-    out = []
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            meta = consumer.list_topics(topic, timeout=5).topics.get(topic)
-            if meta is not None and meta.partitions and meta.error is None:
-                break
-            if time.monotonic() > deadline:
-                return out
-            time.sleep(0.1)
-        consumer.assign([confluent_kafka.TopicPartition(topic, p, confluent_kafka.OFFSET_BEGINNING)
-                         for p in meta.partitions])
-        while len(out) < n and time.monotonic() < deadline:
-            msg = consumer.poll(0.2)
-            if msg is not None and not msg.error():
-                out.append(msg)
-    finally:
-        consumer.close()
-    return out
-
-
 def test_requests_become_labels_and_bad_ones_dead_letter(kafka_bootstrap, kafka_prefix, tmp_path, catalog,
-                                                         filters_dir):
+                                                         filters_dir, read_topic):
     svc = start_service("oracle_gateway", log_dir=tmp_path / "logs", args=[
         "--filters-dir", str(filters_dir), "--state-dir", str(tmp_path / "state"),
         "--kafka-bootstrap", kafka_bootstrap, "--kafka-topic-prefix", kafka_prefix,

@@ -3,8 +3,6 @@ input and reads the outputs (an independent client)."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import yaml
 
@@ -33,31 +31,7 @@ def write_filter(root, name, prefilter):
     (pkg / "prompt.md").write_text("{{dimensions}}\n{{output_schema}}\n{{article}}\n")
 
 
-def read_topic(bootstrap, topic, n, timeout=30.0):
-    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": "independent-check",
-                                         "enable.auto.commit": False})
-    out = []
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            meta = consumer.list_topics(topic, timeout=5).topics.get(topic)
-            if meta is not None and meta.partitions and meta.error is None:
-                break
-            if time.monotonic() > deadline:
-                return out
-            time.sleep(0.1)
-        consumer.assign([confluent_kafka.TopicPartition(topic, p, confluent_kafka.OFFSET_BEGINNING)
-                         for p in meta.partitions])
-        while len(out) < n and time.monotonic() < deadline:
-            msg = consumer.poll(0.2)
-            if msg is not None and not msg.error():
-                out.append(msg)
-    finally:
-        consumer.close()
-    return out
-
-
-def test_stage_routes_candidates_rejections_and_dead_letters(kafka_bootstrap, kafka_prefix, tmp_path):
+def test_stage_routes_candidates_rejections_and_dead_letters(kafka_bootstrap, kafka_prefix, tmp_path, read_topic):
     filters = tmp_path / "filters"
     write_filter(filters, "energy", {"min_length": 100, "require_any": ["energy"]})
     write_filter(filters, "calm", {"min_length": 100, "exclusions": [{"name": "crime", "keywords": ["murder"]}]})
