@@ -229,7 +229,13 @@ def run_stream_demo(
     span = (max(scored_ts[k] for k in b_scored) - min(raw_ts[k] for k in b_ids if k in raw_ts)) / 1000 \
         if b_scored else 0.0
     labels = [v for _, v in observer.decoded(t.ORACLE_LABELS)]
-    reasons = Counter(oracle_pb2.LabelReason.Name(v.reason).removeprefix("LABEL_REASON_").lower() for v in labels)
+    # A request for an article the oracle already labelled is answered from the label store (cached, free):
+    # count paid labels by reason, and the cached answers apart.
+    reasons = Counter(oracle_pb2.LabelReason.Name(v.reason).removeprefix("LABEL_REASON_").lower()
+                      for v in labels if not v.cached)
+    cached = sum(1 for v in labels if v.cached)
+    if cached:
+        reasons["answered from the label store"] = cached
     train_mean = np.mean([[d.score for d in v.dimensions] for v in labels
                           if v.reason == oracle_pb2.LABEL_REASON_TRAINING], axis=0)
     hold = np.array([[holdout_labels[i][d] for d in spec.dimension_names] for i in holdout_labels])

@@ -36,6 +36,13 @@ from services.prefilter.text import Window, is_word_char, make_window, normalise
 # Keyword roles.
 EXCL, EXC, POS, REQ = 0, 1, 2, 3
 LANG_SAMPLE_CHARS = 240
+_VERDICT_CACHE = 4096  # cached one-reason verdicts per filter
+_new = tuple.__new__  # builds a NamedTuple without the Python-level __new__ of the class
+
+
+def _key(fi: int, role: int, ci: int) -> int:
+    """The scan's accumulator key of (filter, role, category/pattern index): an int hashes for free."""
+    return ((fi * 4 + role) << 24) | ci
 _PLAIN = re.compile(r"[\w\s'’.&-]+")
 
 
@@ -79,6 +86,10 @@ class _Regex:
     lead_boundary: bool  # the pattern's leading \b was removed from ``compiled`` and is checked here
     anchored: bool = False  # every match starts with a trigger: try ``match`` at the trigger positions only
     width: int = -1  # longest possible match (no lookarounds); >= 0: search only around trigger positions
+    key: int = 0  # accumulator key (see _key)
+
+    def __post_init__(self) -> None:
+        self.key = _key(self.fi, self.role, self.ci)
 
     def search(self, s: str, endpos: int, pos: int = 0) -> re.Match | None:
         if not self.lead_boundary:
@@ -117,8 +128,8 @@ class _Category:
     positive_threshold: int
     fi: int = 0
     ci: int = 0
-    excl_key: tuple = ()
-    exc_key: tuple = ()
+    excl_key: int = 0
+    exc_key: int = 0
     excluded: str = ""  # reason codes, built once
     exception: str = ""
     positives: str = ""
@@ -129,8 +140,8 @@ class _Category:
         self.exception = f"exception:{self.name}"
         self.positives = f"positives:{self.name}"
         self.rescued = f"rescued:{self.name}"
-        self.excl_key = (self.fi, EXCL, self.ci)
-        self.exc_key = (self.fi, EXC, self.ci)
+        self.excl_key = _key(self.fi, EXCL, self.ci)
+        self.exc_key = _key(self.fi, EXC, self.ci)
 
 
 @dataclass(slots=True)
@@ -146,8 +157,23 @@ class _Filter:
     rescue_threshold: int
     topic_threshold: int
     has_require: bool
-    require_key: tuple = ()
+    require_key: int = 0
     regexes: list[_Regex] = field(default_factory=list)
+    # Verdicts that do not depend on the article, and caches of the common term-dependent ones
+    # (verdicts are immutable tuples, so one object can be returned for many articles).
+    name: str = ""
+    version: int = 0
+    v_disabled: Verdict | None = None
+    v_passed: Verdict | None = None
+    v_off_topic: Verdict | None = None
+    v_too_long: Verdict | None = None
+    cached: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.name, self.version = self.spec.name, self.spec.version
+        self.v_disabled = Verdict(self.name, self.version, True, (Reason("passed", "prefilter disabled"),))
+        self.v_passed = Verdict(self.name, self.version, True, (Reason("passed", ""),))
+        self.v_off_topic = Verdict(self.name, self.version, False, (Reason("off_topic", "no topic keyword"),))
 
 
 def _host_and_path(url: str) -> tuple[str, str]:
@@ -193,10 +219,25 @@ class PrefilterEngine:
             self._add_filter(spec)
         # Pattern i of the automaton is self._payloads[i]: (bounded id, trigger id, left/right boundary).
         self._payloads = [(bid, tid, lb, rb) for (_length, bid, tid, lb, rb) in self._words.values()]
+        self._ascii_automaton: ahocorasick_rs.BytesAhoCorasick | None = None
         if self._words:
             self._automaton = ahocorasick_rs.AhoCorasick(
                 list(self._words), implementation=ahocorasick_rs.Implementation.DFA
             )
+            # The same patterns as UTF-8 bytes, for ASCII windows (most articles): scanning bytes skips the
+            # byte-to-character offset conversion, and on ASCII text byte offsets are character offsets.
+            self._ascii_automaton = ahocorasick_rs.BytesAhoCorasick(
+                [w.encode("utf-8") for w in self._words], implementation=ahocorasick_rs.Implementation.DFA
+            )
+        # Flat per-pattern tables for the scan loop (indexed by automaton pattern id).
+        self._p_tid = [tid for (_bid, tid, _lb, _rb) in self._payloads]
+        self._p_lb = [lb for (_bid, _tid, lb, _rb) in self._payloads]
+        self._p_rb = [rb for (_bid, _tid, _lb, rb) in self._payloads]
+        self._p_uses: list[tuple | None] = [
+            None if bid < 0 else tuple((_key(fi, role, ci), fi, role == POS, term, title_only)
+                                       for fi, role, ci, term, title_only in self._uses[bid])
+            for (bid, _tid, _lb, _rb) in self._payloads
+        ]
         self._max_scan = max((f.scan_chars for f in self.filters), default=0)
         self._all = list(range(len(self.filters)))
         self._all_wanted = [True] * len(self.filters)
@@ -305,7 +346,7 @@ class PrefilterEngine:
                 rescue_threshold=rules.rescue_threshold,
                 topic_threshold=rules.topic_threshold,
                 has_require=bool(rules.require_any),
-                require_key=(fi, REQ, 0),
+                require_key=_key(fi, REQ, 0),
             )
         )
         for allowed, rules_list in ((True, rules.allowed_domains), (False, rules.blocked_domains)):
@@ -392,7 +433,7 @@ class PrefilterEngine:
         if not apply_length:
             raw_len, clean_len = 0, 1 << 62
         verdicts = [self._decide(fi, acc, npos, first_pos, domains, st, raw_len, clean_len, lang) for fi in selected]
-        return CheckResult(lang, verdicts)
+        return _new(CheckResult, (lang, verdicts))
 
     def _domain_hits(self, url: str) -> dict[int, tuple[bool, str, str]] | None:
         """Per filter, the domain rule the URL's host (or a parent domain) matches; allow rules win."""
@@ -424,39 +465,49 @@ class PrefilterEngine:
             wanted = [False] * nf
             for fi in selected:
                 wanted[fi] = True
-        acc: dict[tuple[int, int, int], str] = {}
+        acc: dict[int, str] = {}
         npos = [0] * nf
         first_pos = [""] * nf
-        seen_bounded: set[int] = set()
+        seen: set[int] = set()  # patterns whose whole-word check passed once (their uses are recorded)
         triggers: dict[int, list[int]] = {}  # trigger id -> start positions in the folded window
-        uses = self._uses
-        payloads = self._payloads
         if self._automaton is not None:
-            for pi, start, end in self._automaton.find_matches_as_indexes(folded, overlapping=True):
-                bid, tid, lb, rb = payloads[pi]
+            p_tid, p_lb, p_rb, p_uses = self._p_tid, self._p_lb, self._p_rb, self._p_uses
+            if folded.isascii():
+                matches = self._ascii_automaton.find_matches_as_indexes(folded.encode("ascii"), overlapping=True)
+            else:
+                matches = self._automaton.find_matches_as_indexes(folded, overlapping=True)
+            for pi, start, end in matches:
+                # About half the matches repeat a pattern already handled: skip those first.
+                if pi in seen:
+                    tid = p_tid[pi]
+                    if tid >= 0:
+                        triggers[tid].append(start)
+                    continue
+                tid = p_tid[pi]
                 if tid >= 0:
                     positions = triggers.get(tid)
                     if positions is None:
                         triggers[tid] = [start]
                     else:
                         positions.append(start)
-                if bid < 0 or bid in seen_bounded:
-                    continue
-                if lb and start > 0 and ((c := folded[start - 1]).isalnum() or c == "_"):
-                    continue
-                if rb and end < n and ((c := folded[end]).isalnum() or c == "_"):
-                    continue
-                seen_bounded.add(bid)
-                for fi, role, ci, term, title_only in uses[bid]:
-                    if not wanted[fi] or start >= (tef if title_only else limits[fi]):
+                    pattern_uses = p_uses[pi]
+                    if pattern_uses is None:
                         continue
-                    key = (fi, role, ci)
-                    if key not in acc:
-                        acc[key] = term
-                        if role == POS:
-                            npos[fi] += 1
-                            if npos[fi] == 1:
-                                first_pos[fi] = term
+                else:
+                    pattern_uses = p_uses[pi]
+                if p_lb[pi] and start > 0 and ((c := folded[start - 1]).isalnum() or c == "_"):
+                    continue
+                if p_rb[pi] and end < n and ((c := folded[end]).isalnum() or c == "_"):
+                    continue
+                seen.add(pi)
+                for key, fi, is_pos, term, title_only in pattern_uses:
+                    if not wanted[fi] or start >= (tef if title_only else limits[fi]) or key in acc:
+                        continue
+                    acc[key] = term
+                    if is_pos:
+                        k = npos[fi] = npos[fi] + 1
+                        if k == 1:
+                            first_pos[fi] = term
         candidates = list(self._always)
         if triggers:
             seen_rx: set[int] = set()
@@ -469,7 +520,7 @@ class PrefilterEngine:
             fi = rx.fi
             if not wanted[fi]:
                 continue
-            key = (fi, rx.role, rx.ci)
+            key = rx.key
             if key in acc:
                 continue
             if rx.folded:
@@ -508,9 +559,9 @@ class PrefilterEngine:
 
     def _decide(self, fi, acc, npos, first_pos, domains, st, raw_len, clean_len, lang) -> Verdict:
         f = self.filters[fi]
-        name, version = f.spec.name, f.spec.version
+        name, version = f.name, f.version
         if not f.enabled:
-            return Verdict(name, version, True, (Reason("passed", "prefilter disabled"),))
+            return f.v_disabled
         if domains:
             hit = domains.get(fi)
             if hit is not None:
@@ -526,7 +577,7 @@ class PrefilterEngine:
             return Verdict(name, version, False, (Reason("too_short", f"{clean_len} chars"),))
         if f.languages and lang not in f.languages:
             return Verdict(name, version, False, (Reason(f"language:{lang or 'unknown'}", lang),))
-        notes: list[Reason] = []
+        notes: list[Reason] | None = None
         positives = npos[fi]
         for cat in f.categories:
             term = acc.get(cat.excl_key)
@@ -534,25 +585,46 @@ class PrefilterEngine:
                 continue
             exception = acc.get(cat.exc_key)
             if exception is not None:
-                notes.append(Reason(cat.exception, exception))
-                continue
-            if cat.positive_threshold and positives >= cat.positive_threshold:
-                notes.append(Reason(cat.positives, f"{positives} positive matches"))
-                continue
-            if f.rescue_threshold and positives >= f.rescue_threshold:
-                notes.append(Reason(cat.rescued, first_pos[fi]))
-                continue
-            return Verdict(name, version, False, (Reason(cat.excluded, term), *notes))
+                note = _new(Reason, (cat.exception, exception))
+            elif cat.positive_threshold and positives >= cat.positive_threshold:
+                note = _new(Reason, (cat.positives, f"{positives} positive matches"))
+            elif f.rescue_threshold and positives >= f.rescue_threshold:
+                note = _new(Reason, (cat.rescued, first_pos[fi]))
+            else:
+                if notes:
+                    return _new(Verdict, (name, version, False, (_new(Reason, (cat.excluded, term)), *notes)))
+                return self._cached(f, cat.excluded, term, False)
+            if notes is None:
+                notes = [note]
+            else:
+                notes.append(note)
         if f.has_require:
             topic = acc.get(f.require_key)
             if topic is None:
                 if f.topic_threshold and positives >= f.topic_threshold:
-                    return Verdict(name, version, True, (
-                        Reason("passed", first_pos[fi]), Reason("topic_positives", f"{positives} positive matches"),
-                        *notes))
-                return Verdict(name, version, False, (Reason("off_topic", "no topic keyword"), *notes))
-            return Verdict(name, version, True, (Reason("passed", topic), *notes))
-        return Verdict(name, version, True, (Reason("passed", ""), *notes))
+                    return _new(Verdict, (name, version, True, (
+                        _new(Reason, ("passed", first_pos[fi])),
+                        _new(Reason, ("topic_positives", f"{positives} positive matches")), *(notes or ()))))
+                if notes:
+                    return _new(Verdict, (name, version, False, (f.v_off_topic.reasons[0], *notes)))
+                return f.v_off_topic
+            if notes:
+                return _new(Verdict, (name, version, True, (_new(Reason, ("passed", topic)), *notes)))
+            return self._cached(f, "passed", topic, True)
+        if notes:
+            return _new(Verdict, (name, version, True, (f.v_passed.reasons[0], *notes)))
+        return f.v_passed
+
+    @staticmethod
+    def _cached(f: _Filter, code: str, term: str, passed: bool) -> Verdict:
+        """The one-reason verdict ``code`` on ``term``, built once per term (bounded cache)."""
+        key = (code, term)
+        v = f.cached.get(key)
+        if v is None:
+            v = _new(Verdict, (f.name, f.version, passed, (_new(Reason, key),)))
+            if len(f.cached) < _VERDICT_CACHE:
+                f.cached[key] = v
+        return v
 
 
 _IDENTIFIER = None
