@@ -3,7 +3,9 @@
 All keywords of all filters (exclusions, exceptions, positives, topic gate, and literal triggers of
 regexes) go into one Aho-Corasick automaton over the case-folded window; a single scan finds every
 candidate, word boundaries are checked only at the candidates, and a regex runs only when one of its
-required literals was seen (see ``literals.py``). The engine knows nothing of gRPC or Kafka: it takes
+required literals was seen (see ``literals.py``). The window is first built without collapsing whitespace (runs are rare
+in real articles; that saves two passes over the text); the same scan reports any whitespace that
+cleaning would have removed, and only then is the article cleaned fully and scanned again. The engine knows nothing of gRPC or Kafka: it takes
 plain strings and returns :class:`Verdict` objects whose reasons say which rule fired and on what.
 
 Rule order per filter (the first blocking rule decides; reasons keep the order the rules fired in):
@@ -31,18 +33,20 @@ from services.prefilter.literals import (
     required_literals,
     starts_with_boundary,
 )
-from services.prefilter.text import Window, is_word_char, make_window, normalise_term, unspaced_script
+from services.prefilter.text import DIRTY, Window, is_word_char, make_window, normalise_term, unspaced_script
 
 # Keyword roles.
 EXCL, EXC, POS, REQ = 0, 1, 2, 3
 LANG_SAMPLE_CHARS = 240
 _VERDICT_CACHE = 4096  # cached one-reason verdicts per filter
+_HOST_CACHE = 65536  # hosts whose domain rules are remembered
 _new = tuple.__new__  # builds a NamedTuple without the Python-level __new__ of the class
 
 
 def _key(fi: int, role: int, ci: int) -> int:
     """The scan's accumulator key of (filter, role, category/pattern index): an int hashes for free."""
     return ((fi * 4 + role) << 24) | ci
+_ASCII_WORD = frozenset(c for c in map(chr, range(128)) if c.isalnum() or c == "_")
 _PLAIN = re.compile(r"[\w\s'’.&-]+")
 
 
@@ -202,6 +206,17 @@ def _language_of(code: str) -> str:
     return code.strip().lower().replace("_", "-").split("-", 1)[0]
 
 
+_LANGUAGES: dict[str, str] = {}
+
+
+def _language_code(code: str) -> str:
+    """:func:`_language_of`, remembered (the stream carries a handful of distinct codes)."""
+    lang = _language_of(code)
+    if len(_LANGUAGES) < 1024:
+        _LANGUAGES[code] = lang
+    return lang
+
+
 class PrefilterEngine:
     """Compile the prefilter rules of ``specs`` once; :meth:`check` evaluates any subset in one pass."""
 
@@ -215,8 +230,11 @@ class PrefilterEngine:
         self._gated: dict[int, list[_Regex]] = {}  # trigger id -> regexes it lets run
         self._always: list[_Regex] = []  # regexes without a usable literal
         self._domains: dict[str, list[tuple[int, bool, str, str]]] = {}  # host -> (fi, allowed, rule, path)
+        self._host_rules: dict[str, tuple] = {}  # host -> its and its parents' domain rules
         for spec in specs:
             self._add_filter(spec)
+        # Whitespace that cleaning removes: the scan of a speculative window reports it (see check).
+        self._dirty = frozenset(self._trigger(d) for d in DIRTY)
         # Pattern i of the automaton is self._payloads[i]: (bounded id, trigger id, left/right boundary).
         self._payloads = [(bid, tid, lb, rb) for (_length, bid, tid, lb, rb) in self._words.values()]
         self._ascii_automaton: ahocorasick_rs.BytesAhoCorasick | None = None
@@ -229,19 +247,20 @@ class PrefilterEngine:
             self._ascii_automaton = ahocorasick_rs.BytesAhoCorasick(
                 [w.encode("utf-8") for w in self._words], implementation=ahocorasick_rs.Implementation.DFA
             )
-        # Flat per-pattern tables for the scan loop (indexed by automaton pattern id).
+        # Flat per-pattern tables for the scan loop (indexed by automaton pattern id): the trigger id, and
+        # (trigger id, left/right boundary, uses as (key, fi, is positive, term, title_only) or None).
         self._p_tid = [tid for (_bid, tid, _lb, _rb) in self._payloads]
-        self._p_lb = [lb for (_bid, _tid, lb, _rb) in self._payloads]
-        self._p_rb = [rb for (_bid, _tid, _lb, rb) in self._payloads]
-        self._p_uses: list[tuple | None] = [
-            None if bid < 0 else tuple((_key(fi, role, ci), fi, role == POS, term, title_only)
-                                       for fi, role, ci, term, title_only in self._uses[bid])
-            for (bid, _tid, _lb, _rb) in self._payloads
+        self._p_info: list[tuple] = [
+            (tid, lb, rb, None if bid < 0 else tuple(
+                (_key(fi, role, ci), fi, role == POS, term, title_only)
+                for fi, role, ci, term, title_only in self._uses[bid]))
+            for (bid, tid, lb, rb) in self._payloads
         ]
         self._max_scan = max((f.scan_chars for f in self.filters), default=0)
         self._all = list(range(len(self.filters)))
         self._all_wanted = [True] * len(self.filters)
         self._scan_chars = [f.scan_chars for f in self.filters]
+        self._same_scan = len(set(self._scan_chars)) <= 1
         self._any_languages = any(f.languages for f in self.filters)
         self._newest: dict[str, int] = {}
         for i, f in enumerate(self.filters):
@@ -419,9 +438,15 @@ class PrefilterEngine:
         selected = self._all if filters is None else filters
         if not selected:
             return CheckResult(language, [])
-        window = make_window(title, text, self._max_scan)
-        acc, npos, first_pos = self._scan(window, selected)
-        lang = _language_of(language) if language else ""
+        # Speculative window first: whitespace not collapsed (runs are rare); the keyword scan reports any
+        # whitespace that cleaning would have removed, and then the article is cleaned and scanned again.
+        window = make_window(title, text, self._max_scan, collapse=False)
+        scanned = self._scan(window, selected)
+        if scanned is None:
+            window = make_window(title, text, self._max_scan)
+            scanned = self._scan(window, selected)
+        acc, npos, first_pos = scanned
+        lang = (_LANGUAGES.get(language) or _language_code(language)) if language else ""
         if not lang and (detect_language or (
                 self._any_languages if selected is self._all else any(self.filters[fi].languages for fi in selected))):
             lang = guess_language(window.text[window.title_end + 1:window.title_end + 1 + LANG_SAMPLE_CHARS]
@@ -440,15 +465,22 @@ class PrefilterEngine:
         host, path = _host_and_path(url)
         if not host:
             return None
+        rules = self._host_rules.get(host)
+        if rules is None:
+            # The rules of the host and its parent domains, in that order (hosts repeat: cached, bounded).
+            labels = host.split(".")
+            rules = tuple(r for k in range(len(labels)) for r in self._domains.get(".".join(labels[k:]), ()))
+            if len(self._host_rules) < _HOST_CACHE:
+                self._host_rules[host] = rules
+        if not rules:
+            return None
         hits: dict[int, tuple[bool, str, str]] = {}
-        labels = host.split(".")
         path = path.lstrip("/")
-        for k in range(len(labels)):
-            for fi, allowed, rule, rule_path in self._domains.get(".".join(labels[k:]), ()):
-                if rule_path and not path.startswith(rule_path):
-                    continue
-                if fi not in hits or (allowed and not hits[fi][0]):
-                    hits[fi] = (allowed, rule, host)
+        for fi, allowed, rule, rule_path in rules:
+            if rule_path and not path.startswith(rule_path):
+                continue
+            if fi not in hits or (allowed and not hits[fi][0]):
+                hits[fi] = (allowed, rule, host)
         return hits
 
     def _scan(self, w: Window, selected: Sequence[int]):
@@ -458,7 +490,7 @@ class PrefilterEngine:
         tef, tet = w.title_end_folded, w.title_end
         nf = len(self.filters)
         base = tef + 1
-        limits = [base + sc for sc in self._scan_chars]
+        limits = [base + self._max_scan] * nf if self._same_scan else [base + sc for sc in self._scan_chars]
         if selected is self._all:
             wanted = self._all_wanted
         else:
@@ -471,7 +503,7 @@ class PrefilterEngine:
         seen: set[int] = set()  # patterns whose whole-word check passed once (their uses are recorded)
         triggers: dict[int, list[int]] = {}  # trigger id -> start positions in the folded window
         if self._automaton is not None:
-            p_tid, p_lb, p_rb, p_uses = self._p_tid, self._p_lb, self._p_rb, self._p_uses
+            p_tid, p_info = self._p_tid, self._p_info
             if folded.isascii():
                 matches = self._ascii_automaton.find_matches_as_indexes(folded.encode("ascii"), overlapping=True)
             else:
@@ -483,21 +515,20 @@ class PrefilterEngine:
                     if tid >= 0:
                         triggers[tid].append(start)
                     continue
-                tid = p_tid[pi]
+                tid, lb, rb, pattern_uses = p_info[pi]
                 if tid >= 0:
                     positions = triggers.get(tid)
                     if positions is None:
                         triggers[tid] = [start]
                     else:
                         positions.append(start)
-                    pattern_uses = p_uses[pi]
                     if pattern_uses is None:
                         continue
-                else:
-                    pattern_uses = p_uses[pi]
-                if p_lb[pi] and start > 0 and ((c := folded[start - 1]).isalnum() or c == "_"):
+                # Word characters as in is_word_char: a set lookup for ASCII, str.isalnum beyond.
+                if lb and start > 0 and ((c := folded[start - 1]) in _ASCII_WORD or (
+                        c > "\x7f" and c.isalnum())):
                     continue
-                if p_rb[pi] and end < n and ((c := folded[end]).isalnum() or c == "_"):
+                if rb and end < n and ((c := folded[end]) in _ASCII_WORD or (c > "\x7f" and c.isalnum())):
                     continue
                 seen.add(pi)
                 for key, fi, is_pos, term, title_only in pattern_uses:
@@ -508,6 +539,8 @@ class PrefilterEngine:
                         k = npos[fi] = npos[fi] + 1
                         if k == 1:
                             first_pos[fi] = term
+        if not w.collapsed and not self._dirty.isdisjoint(triggers):
+            return None  # the speculative window holds whitespace that cleaning removes: clean it first
         candidates = list(self._always)
         if triggers:
             seen_rx: set[int] = set()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # Zero-width, joiners, BiDi controls, word joiner/invisible operators, BOM, soft hyphen.
 _INVISIBLE = (
@@ -98,8 +98,13 @@ def _context_free_nfkc(rest: str) -> list[tuple[str, str]] | None:
     return out
 
 
-def clean_folded(text: str) -> tuple[str, str]:
+def clean_folded(text: str, collapse: bool = True) -> tuple[str, str]:
     """:func:`clean`, and the cleaned text case-folded (as :func:`fold`), computed together.
+
+    ``collapse=False`` (speculative): on the fast paths, skip turning control whitespace into spaces and
+    collapsing runs of spaces (two passes over the text, and runs are rare in real articles); the ends
+    are still stripped. The caller must then check that the result holds no whitespace run and no
+    control whitespace (see :data:`DIRTY`), and clean again with ``collapse=True`` when it does.
 
     Every step has a fast path for the common case, checks that run in C and skip the work when nothing
     needs doing: ASCII text is handled with str methods; other text is examined through its non-ASCII
@@ -135,15 +140,16 @@ def clean_folded(text: str) -> tuple[str, str]:
             rest = data.translate(None, _ASCII_BYTES).decode("utf-8")
             if _UNUSUAL.search(rest):  # NFKC can produce a line separator from a compatibility character
                 return _clean_slow(text)
-    # bytes.translate is a table lookup: control whitespace to spaces, then collapse runs of spaces.
-    data = data.translate(_BYTE_SPACES)
-    while True:
-        shorter = data.replace(b"  ", b" ")
-        if len(shorter) == len(data):
-            break
-        data = shorter
+    if collapse:
+        # bytes.translate is a table lookup: control whitespace to spaces, then collapse runs of spaces.
+        data = data.translate(_BYTE_SPACES)
+        while True:
+            shorter = data.replace(b"  ", b" ")
+            if len(shorter) == len(data):
+                break
+            data = shorter
     data = data.strip()
-    if not rest or (rest.lower() == rest and not any(ch in rest for ch in _FOLD_SPECIAL)):
+    if not rest or (rest.lower() == rest and _FOLD_SPECIAL_SET.isdisjoint(rest)):
         # No non-ASCII character changes under case folding: folding the ASCII bytes is enough.
         return data.decode("utf-8"), data.lower().decode("utf-8")
     text = data.decode("utf-8")
@@ -165,8 +171,7 @@ def normalise_term(term: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", term).translate(_DROP_INVISIBLE).casefold().split())
 
 
-@dataclass(frozen=True, slots=True)
-class Window:
+class Window(NamedTuple):
     """The text rules see: ``title + "\\n" + body[:scan_chars]``, cleaned, in two cases."""
 
     text: str  # cleaned and normalised, original case (for case-sensitive rules)
@@ -174,21 +179,42 @@ class Window:
     title_end: int  # the title occupies text[:title_end]
     title_end_folded: int  # ... and folded[:title_end_folded]
     body_chars: int  # cleaned body length when the whole body was read, else -1 (body longer than the bound)
+    collapsed: bool = True  # False: speculative window, valid only if the window holds none of DIRTY
 
 
-def make_window(title: str, body: str, scan_chars: int) -> Window:
+# What a speculative window (``make_window(..., collapse=False)``) may hold that cleaning would have
+# removed: runs of spaces and control whitespace (a newline is checked by make_window itself, since the
+# window uses one between title and body). A window holding none of these equals the cleaned one.
+DIRTY = ("  ", "\t", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x1f")
+
+
+def make_window(title: str, body: str, scan_chars: int, collapse: bool = True) -> Window:
     """Title + the first ``scan_chars`` characters of the cleaned body; reads at most a bounded raw prefix.
 
     The body is sliced before it is cleaned: ``scan_chars`` plus a small margin (whitespace that collapses),
     or a larger one when it holds markup (tags and entities that cleaning removes, and a tag cut at the edge
     of the slice); if cleaning leaves fewer than ``scan_chars`` characters of a longer body, a longer
     prefix is cleaned, so the window is the same as if the whole body had been cleaned.
+
+    ``collapse=False`` asks for a speculative window (see :func:`clean_folded`): the body's whitespace is
+    not collapsed when it holds no markup; the result says ``collapsed=False`` and is the cleaned window
+    exactly when its ``folded`` text holds none of :data:`DIRTY` (the caller checks, e.g. with the
+    keyword scan it runs anyway; the part of the body beyond the window is checked here).
     """
     raw_limit = scan_chars + RAW_MARGIN
     head = body[:raw_limit]
     if "<" in head or "&" in head:
         raw_limit = scan_chars * RAW_FACTOR + RAW_SLACK  # room for markup that cleaning removes
         head = body[:raw_limit]
+        collapse = True  # removed tags leave runs of spaces: not worth speculating
+    if not collapse:
+        cleaned_body, folded_body = clean_folded(head, collapse=False)
+        tail = cleaned_body[max(0, scan_chars - 1):]  # from the window's last character: a run may straddle
+        # Every character of DIRTY but the space is a control character: tail.isprintable() rules them out.
+        if (len(body) <= raw_limit or len(cleaned_body) >= scan_chars + RAW_EDGE) and "\n" not in cleaned_body \
+                and "  " not in tail and tail.isprintable():
+            return _window(title, cleaned_body, folded_body, scan_chars, len(body) <= raw_limit, False)
+        collapse = True
     while True:
         cleaned_body, folded_body = clean_folded(head)
         whole = len(body) <= raw_limit
@@ -196,6 +222,11 @@ def make_window(title: str, body: str, scan_chars: int) -> Window:
             break
         raw_limit *= 2
         head = body[:raw_limit]
+    return _window(title, cleaned_body, folded_body, scan_chars, whole, True)
+
+
+def _window(title: str, cleaned_body: str, folded_body: str, scan_chars: int, whole: bool,
+            collapsed: bool) -> Window:
     cleaned_title, folded_title = clean_folded(title[:scan_chars * RAW_FACTOR + RAW_SLACK])
     body_chars = len(cleaned_body) if whole else -1
     if len(cleaned_body) > scan_chars:
@@ -206,10 +237,12 @@ def make_window(title: str, body: str, scan_chars: int) -> Window:
     folded = f"{folded_title}\n{folded_body}"
     title_end = len(cleaned_title)
     # Folding can change lengths (German sharp s -> "ss"): the title ends elsewhere in the folded copy.
-    return Window(text, folded, title_end, len(folded_title), body_chars)
+    return _new(Window, (text, folded, title_end, len(folded_title), body_chars, collapsed))
 
 
 _FOLD_SPECIAL = ("ß", "ς", "ſ", "ﬅ", "ﬆ", "ẞ")
+_FOLD_SPECIAL_SET = frozenset(_FOLD_SPECIAL)
+_new = tuple.__new__  # builds a Window without the Python-level __new__ of the NamedTuple
 
 
 def fold(text: str) -> str:

@@ -291,3 +291,22 @@ def test_unspaced_script_keywords_match_inside_runs(make_spec):
     assert not v.passed and v.reasons[0] == ("excluded:x", "テスト")
     # Latin keywords keep whole-word matching next to Han characters' neighbours that are letters.
     assert not one(engine, text="every event" + BODY).passed
+
+
+@pytest.mark.parametrize("ws", ["  ", "\n\n", "\t", "\x1c", " \r\n ", "\u2028", "\u3000 "])
+def test_whitespace_runs_give_the_same_verdicts_as_single_spaces(make_spec, ws):
+    """The engine scans a speculative (uncollapsed) window first and re-cleans when it holds whitespace
+    that cleaning removes: verdicts, reasons and matched terms are those of the cleaned text."""
+    spec = make_spec({
+        "exclusions": [{"name": "crime", "keywords": ["armed robbery"], "patterns": [r"\bshot\s+dead\b"]}],
+        "require_any": ["solar panel"],
+        "max_length": 100_000,
+    })
+    engine = PrefilterEngine([spec])
+    words = ["solar", "panel", "news", "armed", "robbery", "shot", "dead", "today"] * 40
+    for i in (0, 1, 4, 5, 100, 250):
+        spaced = " ".join(words[:i]) + ws + " ".join(words[i:])
+        plain = " ".join(words)
+        assert engine.check("T", spaced) == engine.check("T", plain), (i, ws)
+    v = one(engine, text="solar" + ws + "panel news today. " * 3)
+    assert v.passed and v.reasons[0] == ("passed", "solar panel")

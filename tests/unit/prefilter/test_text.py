@@ -47,3 +47,26 @@ def test_window_title_end_and_folding():
 
 def test_normalise_term_matches_text_normalisation():
     assert normalise_term("  Heat\u00a0 PUMP ") == "heat pump"
+
+
+def test_speculative_window_equals_cleaned_window_when_no_whitespace_needs_collapsing():
+    body = "Heat pumps and solar panels, installed in 2024. " * 60
+    spec = make_window("A title", body, scan_chars=1000, collapse=False)
+    full = make_window("A title", body, scan_chars=1000)
+    assert not spec.collapsed and full.collapsed
+    assert spec[:5] == full[:5]
+
+
+def test_speculative_window_falls_back_when_whitespace_lies_outside_the_scanned_text():
+    from services.prefilter.text import DIRTY
+
+    body = "word " * 250
+    # a newline anywhere, or a run straddling the window's end or beyond it: cleaned at once
+    for raw in ("a\nb " + body, body[:999] + "  " + body, body[:1010] + "\t" + body):
+        w = make_window("T", raw, scan_chars=1000, collapse=False)
+        assert w.collapsed and w == make_window("T", raw, scan_chars=1000)
+    # a run inside the window is left for the caller's scan to find (it looks for DIRTY)
+    w = make_window("T", "a  b " + body, scan_chars=1000, collapse=False)
+    assert not w.collapsed and "  " in w.folded and "  " in DIRTY
+    # markup always takes the full path (removed tags leave runs of spaces)
+    assert make_window("T", "<p>a</p> " + body, scan_chars=1000, collapse=False).collapsed
