@@ -30,8 +30,8 @@ class InferenceSettings(ServiceSettings):
     device: str = Field(default="auto", description="torch device: auto, cpu, cuda, cuda:N.")
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         default="auto",
-        description="torch weights dtype: auto = bf16 on CUDA, fp32 on CPU; bfloat16 on a CPU with AVX512-BF16/AMX "
-        "is ~1.8x faster than fp32 (embeddings within ~0.003).",
+        description="torch weights dtype: auto = bf16 on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX, "
+        "~1.7x faster than fp32 there, embeddings within ~0.003), fp32 on other CPUs.",
     )
     onnx_quantize: bool = Field(
         default=False, description="Dynamic int8 quantisation of the ONNX encoder (faster, within 0.02 MAE)."

@@ -29,8 +29,10 @@ class TorchEncoder(EncoderBackend):
         if threads:
             torch.set_num_threads(threads)
         self.device = pick_device(device)
-        if dtype == "auto":  # bf16 on GPU; fp32 on CPU unless asked (bf16 there: ~1.8x on AVX512-BF16 CPUs)
-            dtype = "bfloat16" if self.device.startswith("cuda") else "float32"
+        if dtype == "auto":
+            # bf16 on GPU and on CPUs with native bf16 (AVX512-BF16 or AMX: ~1.7x here, embeddings within ~0.003
+            # and the backend test holds scores within 0.02 MAE of fp32); fp32 elsewhere, where bf16 is emulated.
+            dtype = "bfloat16" if self.device.startswith("cuda") or cpu_has_native_bf16() else "float32"
         if dtype not in ("float32", "bfloat16"):
             raise ValueError(f"dtype must be auto, float32 or bfloat16, got {dtype!r}")
         self.dtype = getattr(torch, dtype)
@@ -54,3 +56,16 @@ class TorchEncoder(EncoderBackend):
             pooled = (hidden * mf).sum(1) / mf.sum(1).clamp(min=1.0)
             pooled = torch.nn.functional.normalize(pooled, dim=-1)
             return pooled.cpu().numpy()
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU executes bf16 matrix products natively (Linux /proc/cpuinfo flags)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False

@@ -28,7 +28,8 @@ def corpus():
 def torch_encoder():
     from services.inference.backends import make_encoder
 
-    return make_encoder("torch", "all-MiniLM-L6-v2", 64, 64, max_batch_tokens=4096)
+    # fp32 explicitly: the reference comparisons below are exact (auto picks bf16 on CPUs with native bf16).
+    return make_encoder("torch", "all-MiniLM-L6-v2", 64, 64, max_batch_tokens=4096, dtype="float32")
 
 
 def test_torch_matches_sentence_transformers_on_short_text(torch_encoder):
