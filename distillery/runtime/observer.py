@@ -30,12 +30,24 @@ class TopicObserver:
         self._thread = threading.Thread(target=self._run, name="topic-observer", daemon=True)
         self._consumer: KafkaConsumer | None = None
         self._seen: set[tuple[TopicPartition, int]] = set()
+        self._refresh = threading.Event()
 
     def start(self) -> TopicObserver:
-        self._consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
-                                       auto_offset_reset="earliest", fetch_max_wait_ms=100)
+        self._consumer = self._new_consumer()
         self._thread.start()
         return self
+
+    def _new_consumer(self) -> KafkaConsumer:
+        return KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+                             auto_offset_reset="earliest", fetch_max_wait_ms=100)
+
+    def refresh(self) -> None:
+        """Read everything again with a fresh consumer (records already seen are not counted twice).
+
+        A kafka-python consumer on the embedded broker has been seen to stop receiving records of a
+        manually assigned partition; a new consumer always catches up, so waits call this when stalled.
+        """
+        self._refresh.set()
 
     def _assign(self) -> None:
         partitions = []
@@ -57,6 +69,11 @@ class TopicObserver:
     def _run(self) -> None:
         last_assign = 0.0
         while not self._stop.is_set():
+            if self._refresh.is_set():
+                self._refresh.clear()
+                self._consumer.close()
+                self._consumer = self._new_consumer()
+                last_assign = 0.0
             if time.monotonic() - last_assign > 1.0:
                 self._consumer.poll(0)  # refresh metadata so new topics appear
                 self._assign()
@@ -101,11 +118,20 @@ class TopicObserver:
             return self.counts.get(topic, 0)
 
     def wait_for(self, condition: Callable[[], bool], timeout: float, what: str,
-                 on_tick: Callable[[], None] | None = None) -> None:
+                 on_tick: Callable[[], None] | None = None, stall_seconds: float = 15.0) -> None:
         deadline = time.monotonic() + timeout
+        last_total, last_change = -1, time.monotonic()
         while not condition():
             if on_tick:
                 on_tick()
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline:
                 raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+            with self._lock:
+                total = sum(self.counts.values())
+            if total != last_total:
+                last_total, last_change = total, now
+            elif now - last_change > stall_seconds:
+                self.refresh()
+                last_change = now
             time.sleep(0.2)
