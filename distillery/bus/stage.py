@@ -153,10 +153,17 @@ class Stage(abc.ABC):
         """Poll one batch and deliver it; returns the number of records consumed."""
         consumer, producer = self._consumer, self._producer
         if not self.ready():
-            # Keep polling (group membership stays alive) but fetch nothing until the stage can process.
+            # Keep polling (group membership stays alive) but process nothing until the stage can. Partitions
+            # assigned by this very poll are not paused yet and may return records: rewind to them, so that
+            # nothing is skipped (their offsets are committed only once they are processed).
             if consumer.assignment():
                 consumer.pause(*consumer.assignment())
-            consumer.poll(timeout_ms=self.poll_timeout_ms)
+            early = consumer.poll(timeout_ms=self.poll_timeout_ms)
+            for tp, records in early.items():
+                if records:
+                    consumer.seek(tp, records[0].offset)
+            if consumer.assignment():
+                consumer.pause(*consumer.assignment())
             self._stop.wait(0.2)
             return 0
         if consumer.paused():

@@ -181,3 +181,27 @@ def test_stage_stop_is_graceful_while_idle(kafka_bootstrap, kafka_prefix):
     stopper.join(20)
     assert not stopper.is_alive() and not stage.running
     assert time.monotonic() - started < 20
+
+
+def test_a_stage_that_is_not_ready_skips_nothing(kafka_bootstrap, kafka_prefix):
+    """Records that arrive while the stage cannot process (e.g. no model yet) are processed once it can."""
+    ensure_topics(kafka_bootstrap, [kafka_prefix + "in", kafka_prefix + "out"])
+    stage = make_stage(kafka_bootstrap, kafka_prefix)
+    gate = threading.Event()
+    stage.ready = gate.is_set  # not ready until the gate opens
+    stage.open()
+    p = rd_producer(kafka_bootstrap)
+    for i in range(20):
+        p.produce(kafka_prefix + "in", key=f"k{i}".encode(), value=b"x")
+    p.flush(10)
+    try:
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:  # joins the group and is assigned while not ready
+            assert stage.run_once() == 0
+        gate.set()
+        consumed, deadline = 0, time.monotonic() + 20
+        while consumed < 20 and time.monotonic() < deadline:
+            consumed += stage.run_once()
+        assert consumed == 20
+    finally:
+        stage.close()
