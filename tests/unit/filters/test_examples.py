@@ -12,7 +12,8 @@ from distillery.filters import FilterCatalog, load_filter
 from distillery.filters.loader import validate_path
 
 SHIPPED = Path(__file__).resolve().parents[3] / "filters"
-ORIGIN = Path(os.environ.get("DISTILLERY_ORIGIN_DIR", "/work/shared/datasets/origin"))
+ORIGIN = Path(os.environ.get("DISTILLERY_ORIGIN_DIR",
+                             Path(__file__).resolve().parents[4] / "shared" / "datasets" / "origin"))
 EXPECTED = {"uplifting", "sustainability_technology", "investment_risk", "sustainability"}
 
 

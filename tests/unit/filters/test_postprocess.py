@@ -200,7 +200,9 @@ def test_sustainability_on_real_labels_if_present(shipped):
     """The sustainability spec scores the real oracle labels: overall in range, gatekeeper where expected."""
     import json
 
-    path = Path("/work/shared/datasets/origin/oracle/sustainability__v1__bulk-labeling__gemini.jsonl")
+    # The shared datasets sit beside the checkout (../shared), as on developer machines and in CI.
+    path = (Path(__file__).resolve().parents[4] / "shared" / "datasets" / "origin" / "oracle"
+            / "sustainability__v1__bulk-labeling__gemini.jsonl")
     if not path.is_file():
         pytest.skip("origin dataset not present on this machine")
     spec = load_filter(SHIPPED / "sustainability" / "v1")
