@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks._common import SUSTAINABILITY, group_split, write_results  # noqa: E402
-from distillery import active  # noqa: E402
-from distillery.articles import read_jsonl  # noqa: E402
-from distillery.students import compose_text, make_student  # noqa: E402
+from benchmarks._common import SUSTAINABILITY, group_split, write_results
+from distillery import active
+from distillery.articles import read_jsonl
+from distillery.students import compose_text, make_student
 
 DIMS = ["climate_impact_potential", "technical_credibility", "economic_viability", "deployment_readiness",
         "systemic_impact", "justice_equity", "innovation_quality", "evidence_strength"]
@@ -102,7 +102,7 @@ def main() -> int:
         "random_labels_to_match_uncertainty": reached,
         "uncertainty_labels_to_match_random_final": needed,
         "label_saving": (round(1 - needed / curves["random"][-1]["labels"], 3) if needed else None),
-        "test_articles": int(len(test_idx)),
+        "test_articles": len(test_idx),
         "seconds": round(time.perf_counter() - started, 1),
     }
     print(summary)

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks._common import SHARED  # noqa: E402
+from benchmarks._common import SHARED
 
 HERE = Path(__file__).resolve().parent
 # name -> (arguments, quick arguments, needs the shared real data)

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, TypeVar
 import yaml
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from typing_extensions import Self
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FILTERS_DIR = REPO_ROOT / "filters"
@@ -81,7 +82,7 @@ class ServiceSettings(BaseSettings):
         return (init_settings, env_settings, _YamlSource(settings_cls, cls._yaml_data), file_secret_settings)
 
     @classmethod
-    def load(cls: type[S], config_file: Path | str | None = None, **overrides: Any) -> S:
+    def load(cls, config_file: Path | str | None = None, **overrides: Any) -> Self:
         """Build settings from file, environment and overrides; raise ConfigError with a usable message."""
         config_file = config_file or os.environ.get("DISTILLERY_CONFIG")
         data: dict[str, Any] = {}

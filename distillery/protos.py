@@ -28,8 +28,8 @@ def proto_files() -> list[Path]:
 
 def generate(out_root: Path) -> Path:
     """Run protoc into ``out_root`` and return the generated ``distillery/v1`` folder."""
-    from grpc_tools import protoc  # dev-only dependency
     import grpc_tools
+    from grpc_tools import protoc  # dev-only dependency
 
     include = Path(grpc_tools.__file__).parent / "_proto"
     args = [

@@ -204,7 +204,7 @@ def run_stream_demo(
                                                    len(expected)))
                 progress("score stream", len(expected), len(expected))
                 timings["phase_b"] = time.perf_counter() - t0
-                requested = lambda: {k.split(":")[0] for k in observer.key_set(t.ORACLE_REQUESTS)}  # noqa: E731
+                requested = lambda: {k.split(":")[0] for k in observer.key_set(t.ORACLE_REQUESTS)}
                 observer.wait_for(lambda: requested() <= _label_ids(observer) | set(), timeout,
                                   "labels for uncertain/audit requests")
 
@@ -326,7 +326,7 @@ def _jobs(trainer) -> list:
 def _wait_round(trainer, first: str, timeout: float, progress: Progress) -> str:
     """Wait for the automatic retrain after phase B; return the promoted version afterwards."""
     deadline = time.monotonic() + timeout
-    ref_versions = lambda: trainer.ListModels(trainer_pb2.ListModelsRequest(), timeout=30).models  # noqa: E731
+    ref_versions = lambda: trainer.ListModels(trainer_pb2.ListModelsRequest(), timeout=30).models
     while time.monotonic() < deadline:
         models = ref_versions()
         if len(models) >= 2:

@@ -72,7 +72,7 @@ def handle_errors(method):
         def stream_wrapper(self, request, context):
             try:
                 yield from method(self, request, context)
-            except Exception as exc:  # noqa: BLE001 - every error must become a status
+            except Exception as exc:
                 if _already_aborted(exc, context):
                     raise
                 code, message = status_for(exc)
@@ -84,7 +84,7 @@ def handle_errors(method):
     def wrapper(self, request, context):
         try:
             return method(self, request, context)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if _already_aborted(exc, context):
                 raise
             code, message = status_for(exc)

@@ -9,6 +9,7 @@ import pytest
 from services.oracle_gateway.config import OracleConfig, OracleGatewaySettings, Price
 from services.oracle_gateway.engine import OracleEngine
 from services.oracle_gateway.fake_llm import FakeLLMConfig, FakeLLMServer, is_writer_prompt
+from services.oracle_gateway.parsing import ResponseInvalidError
 from services.oracle_gateway.synthesize import (
     LEVELS,
     SYNTHETIC_JOB,
@@ -23,7 +24,6 @@ from services.oracle_gateway.synthesize import (
     render_writer_prompt,
     run_synthesis,
 )
-from services.oracle_gateway.parsing import ResponseInvalidError
 
 SECRET = "sk-synth-SECRET-0123456789abcdef"
 PRICE = Price(input=1.0, output=2.0)
