@@ -222,22 +222,26 @@ def _train(channel, ref, student_kind: str, seed: int, params: dict[str, str], p
     return job
 
 
-def _score(channel, items, ref, version: str, progress: Progress):
-    stub = scoring_pb2_grpc.ScoringServiceStub(channel)
-    # The inference service hot-reloads promoted models; wait until it serves the new version.
-    deadline = time.monotonic() + 120
-    probe = scoring_pb2.ScoreRequest(article=items[0], filters=[ref])
-    while True:
+def wait_serving(scorer, article, ref, version: str, timeout: float) -> None:
+    """Block until the inference service answers with model ``version`` (it hot-reloads promotions)."""
+    deadline = time.monotonic() + timeout
+    request = scoring_pb2.ScoreRequest(article=article, filters=[ref])
+    while time.monotonic() < deadline:
         try:
-            reply = stub.Score(probe, timeout=30)
+            reply = scorer.Score(request, timeout=30)
             if reply.results and reply.results[0].model_version == version:
-                break
+                return
         except grpc.RpcError as exc:
             if exc.code() not in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNAVAILABLE):
                 raise
-        if time.monotonic() > deadline:
-            raise DemoError(f"inference did not load model {version} within 120 s")
-        time.sleep(0.5)
+        time.sleep(0.3)
+    raise DemoError(f"inference did not serve model {version} within {timeout:.0f} s")
+
+
+def _score(channel, items, ref, version: str, progress: Progress):
+    stub = scoring_pb2_grpc.ScoringServiceStub(channel)
+    # The inference service hot-reloads promoted models; wait until it serves the new version.
+    wait_serving(stub, items[0], ref, version, timeout=120)
     predictions: dict[str, dict[str, float]] = {}
     latencies: list[float] = []
     start = time.perf_counter()

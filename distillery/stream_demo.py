@@ -34,6 +34,7 @@ from distillery import articles as articles_mod
 from distillery import synthetic
 from distillery.bus import EmbeddedBroker, ensure_topics, make_headers, make_producer
 from distillery.bus import topics as t
+from distillery.demo import wait_serving
 from distillery.filters import FilterCatalog
 from distillery.runtime.observer import TopicObserver
 from distillery.runtime.supervisor import SERVICES, Stack
@@ -188,7 +189,7 @@ def run_stream_demo(
                 # The retrain loop trains and promotes the first model; inference reloads it.
                 t0 = time.perf_counter()
                 first = _wait_promoted(trainer, ref, set(), timeout * 2, "first model", progress)
-                _wait_serving(scorer, holdout[0], ref, first, timeout)
+                wait_serving(scorer, holdout[0], ref, first, timeout)
                 timings["first_model"] = time.perf_counter() - t0
                 mae_before = _holdout_mae(scorer, holdout, holdout_labels, ref, spec.dimension_names)
 
@@ -212,7 +213,7 @@ def run_stream_demo(
                 t0 = time.perf_counter()
                 second = _wait_round(trainer, first, timeout * 2, progress)
                 if second != first:
-                    _wait_serving(scorer, holdout[0], ref, second, timeout)
+                    wait_serving(scorer, holdout[0], ref, second, timeout)
                 timings["round"] = time.perf_counter() - t0
                 mae_after = _holdout_mae(scorer, holdout, holdout_labels, ref, spec.dimension_names)
                 rounds = _rounds(trainer)
@@ -337,22 +338,6 @@ def _wait_round(trainer, first: str, timeout: float, progress: Progress) -> str:
         progress("active-learning round (retrain)", 0, 1)
         time.sleep(0.5)
     raise StreamDemoError(f"no automatic retrain finished within {timeout:.0f} s")
-
-
-def _wait_serving(scorer, article, ref, version: str, timeout: float) -> None:
-    import grpc
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            reply = scorer.Score(scoring_pb2.ScoreRequest(article=article, filters=[ref]), timeout=30)
-            if reply.results and reply.results[0].model_version == version:
-                return
-        except grpc.RpcError as exc:
-            if exc.code() not in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNAVAILABLE):
-                raise
-        time.sleep(0.3)
-    raise StreamDemoError(f"inference did not serve model {version} within {timeout:.0f} s")
 
 
 def _holdout_mae(scorer, holdout, labels, ref, dims) -> dict[str, float]:
