@@ -118,6 +118,10 @@ class ModelInfo:
     metrics: dict[str, float] = field(default_factory=dict)
     promoted: bool = False
     params: dict[str, Any] = field(default_factory=dict)
+    # views of one jointly trained ``multi`` student (empty for other kinds): ``model_id`` (the version id
+    # all views share), ``fingerprint`` (MultiStudent.fingerprint of the weights), ``filters``, ``columns``,
+    # ``dataset_hash`` (of the joint dataset); equal ``model_id``s mean one shared model
+    multi: dict[str, Any] = field(default_factory=dict)
 
     @property
     def filter_ref(self) -> str:
@@ -255,15 +259,16 @@ class ModelRegistry:
     # -- write ---------------------------------------------------------------------------------------
     def register(self, spec, student, calibration: Calibration, metrics: dict[str, float] | None = None,
                  dataset_hash: str = "", extra: dict[str, Any] | None = None,
-                 reference: dict[str, Any] | None = None) -> ModelInfo:
+                 reference: dict[str, Any] | None = None, version_id: str = "") -> ModelInfo:
         """Write a new immutable version for ``spec`` (a FilterSpec) and return its info.
 
         ``reference`` (from :func:`reference_distribution`) is stored as ``reference_distribution.json``.
+        ``version_id`` (default: a new one) lets the views of one multi student share their id.
         """
         if list(student.dimensions) != list(spec.dimension_names):
             raise ValueError(f"student dimensions {student.dimensions} differ from {spec.ref}'s "
                              f"{spec.dimension_names}")
-        version_id = new_version_id()
+        version_id = version_id or new_version_id()
         created = datetime.now(timezone.utc).isoformat(timespec="microseconds")  # orders same-second versions
         dest = self._version_path(spec.name, spec.version, version_id)
         manifest = {
@@ -344,6 +349,7 @@ class ModelRegistry:
             uri=self.storage.uri(path), created_at=manifest.get("created_at", ""),
             dataset_hash=manifest.get("dataset_hash", ""), code_version=manifest.get("code_version", ""),
             metrics=metrics, promoted=promoted, params=manifest.get("params", {}),
+            multi=manifest.get("multi") or {},
         )
 
     def _read_version(self, path: str, promoted_id: str | None) -> ModelInfo | None:

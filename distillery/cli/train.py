@@ -2,7 +2,9 @@
 
 Short forms: ``distillery train --filter belonging/v1`` (labels from the label store, student settings
 from the spec) and ``distillery evaluate --filter belonging/v1`` (the promoted model on the frozen test
-split of the dataset it was trained on).
+split of the dataset it was trained on). ``distillery train --student multi --filter a/v1 --filter b/v1
+[--data a.jsonl --data b.jsonl]`` trains one multi student for several filters jointly and registers one
+version per filter (the same version id for all).
 """
 
 from __future__ import annotations
@@ -51,17 +53,21 @@ def _params(pairs: list[str] | None) -> dict[str, str]:
 
 
 def train(
-    filter_ref: Annotated[str, typer.Option("--filter", help="Filter to train for: name or name/vN.")],
-    labels: Annotated[Path | None, typer.Option(help="JSONL of labelled articles; default: the label store.")] = None,
-    kind: Annotated[str, typer.Option(help="lexical, probe, ensemble, finetune or multi; default: the spec's.")] = "",
+    filter_ref: Annotated[list[str], typer.Option("--filter", help="Filter to train for: name or name/vN; repeat "
+                                                               "it (with --student multi) for several.")],
+    labels: Annotated[list[str] | None, typer.Option("--labels", "--data", help="JSONL of labelled articles; "
+                      "default: the label store. Multi: one per --filter, in order, or FILTER=PATH.")] = None,
+    kind: Annotated[str, typer.Option("--kind", "--student", help="lexical, probe, ensemble, finetune or multi; "
+                                                                  "default: the spec's.")] = "",
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="Student parameter KEY=VALUE.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the split and the model.")] = 0,
-    promote: Annotated[bool, typer.Option(help="Promote the new version when it is registered.")] = False,
+    promote: Annotated[bool, typer.Option(help="Promote the new version(s) when registered.")] = False,
     state_dir: Annotated[Path | None, typer.Option(help="Local state (registry, datasets, label store).")] = None,
     registry: Annotated[str, typer.Option(help="Registry path or fsspec URI; default <state>/registry.")] = "",
     label_store: Annotated[str, typer.Option(help="Label store URL; default <state>/labels.sqlite.")] = "",
     filters_dir: Annotated[Path | None, typer.Option(help="Folder of filter packages.")] = None,
-    report: Annotated[Path | None, typer.Option(help="Write the test-split report (md, png, json) here.")] = None,
+    report: Annotated[Path | None, typer.Option(help="Write the test-split report (md, png, json) here "
+                                                     "(multi: one subfolder per filter).")] = None,
 ) -> None:
     """Train a student on oracle labels, calibrate it on validation, evaluate on test and register it."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -73,14 +79,21 @@ def train(
 
     if kind and kind not in KINDS:
         raise _fail(f"unknown student kind {kind!r}; choose one of {', '.join(KINDS)}")
-    if labels is not None and not labels.is_file():
-        raise _fail(f"labels file {labels} does not exist")
+    if len(filter_ref) > 1 or kind == "multi":
+        _train_multi(filter_ref, labels or [], kind, _params(param), seed, promote, state_dir, registry,
+                     label_store, filters_dir, report)
+        return
+    if len(labels or []) > 1:
+        raise _fail("give one --labels file (several are for --student multi, one per --filter)")
+    labels_file = Path(labels[0]) if labels else None
+    if labels_file is not None and not labels_file.is_file():
+        raise _fail(f"labels file {labels_file} does not exist")
     try:
-        spec = _catalog(filters_dir).resolve(filter_ref)
+        spec = _catalog(filters_dir).resolve(filter_ref[0])
     except UnknownFilterError as exc:
         raise _fail(str(exc)) from None
     dirs = default_dirs(_state_dir(state_dir))
-    req = TrainRequest(kind=kind, labels_path=str(labels or ""), label_store_url=label_store or
+    req = TrainRequest(kind=kind, labels_path=str(labels_file or ""), label_store_url=label_store or
                        dirs["label_store_url"], seed=seed, params=_params(param), promote=promote,
                        registry_root=registry or dirs["registry_root"], datasets_dir=dirs["datasets_dir"],
                        embed_cache_dir=dirs["embed_cache_dir"])
@@ -110,6 +123,109 @@ def train(
         console.print(f"  report: {path}")
     else:
         console.print_json(summary_json({"metrics": m}))
+
+
+def _data_files(specs, entries: list[str], resolve) -> dict[str, str]:
+    """Map ``--data`` entries to filter refs: ``FILTER=PATH`` names its filter; plain paths go, in order, to
+    the filters not named that way (then there must be one per such filter). Unnamed filters: label store."""
+    named: dict[str, str] = {}
+    plain: list[str] = []
+    refs = [s.ref for s in specs]
+    for entry in entries:
+        key, sep, path = entry.partition("=")
+        if sep and not Path(entry).is_file():
+            from distillery.filters import UnknownFilterError
+
+            try:
+                ref = resolve(key.strip()).ref
+            except UnknownFilterError as exc:
+                raise _fail(f"--data {entry}: {exc}") from None
+            if ref not in refs:
+                raise _fail(f"--data {entry}: {ref} is not one of the filters to train ({', '.join(refs)})")
+            named[ref] = path.strip()
+        else:
+            plain.append(entry)
+    if plain:
+        rest = [r for r in refs if r not in named]
+        if len(plain) != len(rest):
+            raise _fail(f"give one --data file per --filter ({len(refs)} filters, {len(plain) + len(named)} files), "
+                        "in the order of --filter, or name each as FILTER=PATH")
+        named.update(zip(rest, plain))
+    for ref, path in named.items():
+        if not Path(path).is_file():
+            raise _fail(f"labels file {path} (for {ref}) does not exist")
+    return named
+
+
+def _train_multi(filter_refs: list[str], data: list[str], kind: str, params: dict[str, str], seed: int,
+                 promote: bool, state_dir: Path | None, registry: str, label_store: str,
+                 filters_dir: Path | None, report: Path | None) -> None:
+    """``distillery train --student multi --filter A --filter B``: one joint student, one version per filter."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from distillery.filters import UnknownFilterError
+    from services.trainer.datasets import DatasetError
+    from services.trainer.pipeline import (
+        TrainRequest,
+        check_labels_exist,
+        default_dirs,
+        multi_student_for,
+        run_multi_training,
+        split_params,
+        summary_json,
+    )
+
+    if kind not in ("", "multi"):
+        raise _fail(f"training several filters at once needs --student multi, not --student {kind}")
+    if len(filter_refs) < 2:
+        raise _fail("--student multi trains several filters jointly: give two or more --filter "
+                    f"(got {', '.join(filter_refs)})")
+    catalog = _catalog(filters_dir)
+    try:
+        specs = [catalog.resolve(ref) for ref in filter_refs]
+    except UnknownFilterError as exc:
+        raise _fail(str(exc)) from None
+    paths = _data_files(specs, data, catalog.resolve)
+    dirs = default_dirs(_state_dir(state_dir))
+    store_url = label_store or dirs["label_store_url"]
+    try:
+        multi_student_for(specs, split_params(params)[1], seed)  # two distinct filters, valid parameters
+        for spec in specs:
+            check_labels_exist(spec, paths.get(spec.ref, ""), store_url)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    req = TrainRequest(kind="multi", label_store_url=store_url, seed=seed, params=params, promote=promote,
+                       registry_root=registry or dirs["registry_root"], datasets_dir=dirs["datasets_dir"],
+                       embed_cache_dir=dirs["embed_cache_dir"], filters=[s.ref for s in specs], labels_paths=paths)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TimeElapsedColumn(), console=err) as bar:
+        task = bar.add_task("starting", total=1.0)
+        try:
+            summary = run_multi_training(specs, req, lambda p, m: bar.update(task, completed=p, description=m[:70]))
+        except (DatasetError, ValueError) as exc:
+            raise _fail(str(exc)) from None
+    version = summary.get("model_version", "")
+    console.print(f"[bold green]multi model[/] [cyan]{version}[/] for {len(specs)} filters (weights "
+                  f"{summary['multi_fingerprint']}, joint dataset {summary['dataset_hash']})")
+    for spec in specs:
+        f = summary["filters"][spec.ref]
+        m = f["metrics"]
+        console.print(f"[bold green]registered[/] {spec.ref} [cyan]{version}[/]"
+                      + (" [bold](promoted)[/]" if summary.get("promoted") else ""))
+        console.print(f"  test MAE {m['test_mae']:.3f} (raw {m['test_mae_raw']:.3f}, mean predictor "
+                      f"{m['mean_predictor_mae']:.3f}); coverage {m['coverage']:.1%}, width "
+                      f"{m['interval_width']:.2f}; {m['n_test']:.0f} test articles")
+        if report:
+            from services.trainer.reports import write_report
+
+            t = f["test"]
+            path = write_report(report / spec.ref.replace("/", "-"), spec, f["evaluation"], t["y"], t["calibrated"],
+                                t["lower"], t["upper"], title="Test split",
+                                context={"model": version, "dataset": f["dataset_hash"],
+                                         "multi_dataset": summary["dataset_hash"]})
+            console.print(f"  report: {path}")
+    if not report:
+        console.print_json(summary_json({"metrics": summary["metrics"]}))
 
 
 def evaluate(

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from distillery.v1 import common_pb2 as distillery_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x64istillery/v1/trainer.proto\x12\rdistillery.v1\x1a\x1a\x64istillery/v1/common.proto\"\x8c\x02\n\x0fStartJobRequest\x12(\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x18.distillery.v1.FilterRef\x12\x30\n\x0cstudent_kind\x18\x02 \x01(\x0e\x32\x1a.distillery.v1.StudentKind\x12\x13\n\x0blabels_path\x18\x03 \x01(\t\x12\x0f\n\x07promote\x18\x04 \x01(\x08\x12\x0c\n\x04seed\x18\x05 \x01(\r\x12:\n\x06params\x18\x06 \x03(\x0b\x32*.distillery.v1.StartJobRequest.ParamsEntry\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xec\x02\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12(\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x18.distillery.v1.FilterRef\x12\x30\n\x0cstudent_kind\x18\x03 \x01(\x0e\x32\x1a.distillery.v1.StudentKind\x12&\n\x05state\x18\x04 \x01(\x0e\x32\x17.distillery.v1.JobState\x12\x10\n\x08progress\x18\x05 \x01(\x01\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x12\x30\n\x07metrics\x18\x08 \x03(\x0b\x32\x1f.distillery.v1.Job.MetricsEntry\x12\r\n\x05\x65rror\x18\t \x01(\t\x12\x12\n\ncreated_at\x18\n \x01(\t\x12\x12\n\nupdated_at\x18\x0b \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"J\n\x0fListJobsRequest\x12(\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x18.distillery.v1.FilterRef\x12\r\n\x05limit\x18\x02 \x01(\r\"4\n\x10ListJobsResponse\x12 \n\x04jobs\x18\x01 \x03(\x0b\x32\x12.distillery.v1.Job\"=\n\x11ListModelsRequest\x12(\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x18.distillery.v1.FilterRef\"\xaf\x02\n\x0cModelVersion\x12(\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x18.distillery.v1.FilterRef\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x30\n\x0cstudent_kind\x18\x03 \x01(\x0e\x32\x1a.distillery.v1.StudentKind\x12\x12\n\ncreated_at\x18\x04 \x01(\t\x12\x39\n\x07metrics\x18\x05 \x03(\x0b\x32(.distillery.v1.ModelVersion.MetricsEntry\x12\x14\n\x0c\x64\x61taset_hash\x18\x06 \x01(\t\x12\x10\n\x08promoted\x18\x07 \x01(\x08\x12\x0b\n\x03uri\x18\x08 \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"A\n\x12ListModelsResponse\x12+\n\x06models\x18\x01 \x03(\x0b\x32\x1b.distillery.v1.ModelVersion\"K\n\x0ePromoteRequest\x12(\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x18.distillery.v1.FilterRef\x12\x0f\n\x07version\x18\x02 \x01(\t*\xab\x01\n\x0bStudentKind\x12\x1c\n\x18STUDENT_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14STUDENT_KIND_LEXICAL\x10\x01\x12\x16\n\x12STUDENT_KIND_PROBE\x10\x02\x12\x19\n\x15STUDENT_KIND_FINETUNE\x10\x03\x12\x16\n\x12STUDENT_KIND_MULTI\x10\x04\x12\x19\n\x15STUDENT_KIND_ENSEMBLE\x10\x05*\x9b\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATE_PENDING\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\xb3\x03\n\x0eTrainerService\x12>\n\x08StartJob\x12\x1e.distillery.v1.StartJobRequest\x1a\x12.distillery.v1.Job\x12:\n\x06GetJob\x12\x1c.distillery.v1.GetJobRequest\x1a\x12.distillery.v1.Job\x12>\n\x08WatchJob\x12\x1c.distillery.v1.GetJobRequest\x1a\x12.distillery.v1.Job0\x01\x12K\n\x08ListJobs\x12\x1e.distillery.v1.ListJobsRequest\x1a\x1f.distillery.v1.ListJobsResponse\x12Q\n\nListModels\x12 .distillery.v1.ListModelsRequest\x1a!.distillery.v1.ListModelsResponse\x12\x45\n\x07Promote\x12\x1d.distillery.v1.PromoteRequest\x1a\x1b.distillery.v1.ModelVersionb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x64istillery/v1/trainer.proto\x12\rdistillery.v1\x1a\x1a\x64istillery/v1/common.proto\"\xcd\x02\n\x0fStartJobRequest\x12(\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x18.distillery.v1.FilterRef\x12\x30\n\x0cstudent_kind\x18\x02 \x01(\x0e\x32\x1a.distillery.v1.StudentKind\x12\x13\n\x0blabels_path\x18\x03 \x01(\t\x12\x0f\n\x07promote\x18\x04 \x01(\x08\x12\x0c\n\x04seed\x18\x05 \x01(\r\x12:\n\x06params\x18\x06 \x03(\x0b\x32*.distillery.v1.StartJobRequest.ParamsEntry\x12)\n\x07\x66ilters\x18\x07 \x03(\x0b\x32\x18.distillery.v1.FilterRef\x12\x14\n\x0clabels_paths\x18\x08 \x03(\t\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x97\x03\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12(\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x18.distillery.v1.FilterRef\x12\x30\n\x0cstudent_kind\x18\x03 \x01(\x0e\x32\x1a.distillery.v1.StudentKind\x12&\n\x05state\x18\x04 \x01(\x0e\x32\x17.distillery.v1.JobState\x12\x10\n\x08progress\x18\x05 \x01(\x01\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x12\x30\n\x07metrics\x18\x08 \x03(\x0b\x32\x1f.distillery.v1.Job.MetricsEntry\x12\r\n\x05\x65rror\x18\t \x01(\t\x12\x12\n\ncreated_at\x18\n \x01(\t\x12\x12\n\nupdated_at\x18\x0b \x01(\t\x12)\n\x07\x66ilters\x18\x0c \x03(\x0b\x32\x18.distillery.v1.FilterRef\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"J\n\x0fListJobsRequest\x12(\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x18.distillery.v1.FilterRef\x12\r\n\x05limit\x18\x02 \x01(\r\"4\n\x10ListJobsResponse\x12 \n\x04jobs\x18\x01 \x03(\x0b\x32\x12.distillery.v1.Job\"=\n\x11ListModelsRequest\x12(\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x18.distillery.v1.FilterRef\"\xc7\x02\n\x0cModelVersion\x12(\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x18.distillery.v1.FilterRef\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x30\n\x0cstudent_kind\x18\x03 \x01(\x0e\x32\x1a.distillery.v1.StudentKind\x12\x12\n\ncreated_at\x18\x04 \x01(\t\x12\x39\n\x07metrics\x18\x05 \x03(\x0b\x32(.distillery.v1.ModelVersion.MetricsEntry\x12\x14\n\x0c\x64\x61taset_hash\x18\x06 \x01(\t\x12\x10\n\x08promoted\x18\x07 \x01(\x08\x12\x0b\n\x03uri\x18\x08 \x01(\t\x12\x16\n\x0emulti_model_id\x18\t \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"A\n\x12ListModelsResponse\x12+\n\x06models\x18\x01 \x03(\x0b\x32\x1b.distillery.v1.ModelVersion\"K\n\x0ePromoteRequest\x12(\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x18.distillery.v1.FilterRef\x12\x0f\n\x07version\x18\x02 \x01(\t*\xab\x01\n\x0bStudentKind\x12\x1c\n\x18STUDENT_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14STUDENT_KIND_LEXICAL\x10\x01\x12\x16\n\x12STUDENT_KIND_PROBE\x10\x02\x12\x19\n\x15STUDENT_KIND_FINETUNE\x10\x03\x12\x16\n\x12STUDENT_KIND_MULTI\x10\x04\x12\x19\n\x15STUDENT_KIND_ENSEMBLE\x10\x05*\x9b\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATE_PENDING\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\xb3\x03\n\x0eTrainerService\x12>\n\x08StartJob\x12\x1e.distillery.v1.StartJobRequest\x1a\x12.distillery.v1.Job\x12:\n\x06GetJob\x12\x1c.distillery.v1.GetJobRequest\x1a\x12.distillery.v1.Job\x12>\n\x08WatchJob\x12\x1c.distillery.v1.GetJobRequest\x1a\x12.distillery.v1.Job0\x01\x12K\n\x08ListJobs\x12\x1e.distillery.v1.ListJobsRequest\x1a\x1f.distillery.v1.ListJobsResponse\x12Q\n\nListModels\x12 .distillery.v1.ListModelsRequest\x1a!.distillery.v1.ListModelsResponse\x12\x45\n\x07Promote\x12\x1d.distillery.v1.PromoteRequest\x1a\x1b.distillery.v1.ModelVersionb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,34 +38,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOB_METRICSENTRY']._serialized_options = b'8\001'
   _globals['_MODELVERSION_METRICSENTRY']._loaded_options = None
   _globals['_MODELVERSION_METRICSENTRY']._serialized_options = b'8\001'
-  _globals['_STUDENTKIND']._serialized_start=1389
-  _globals['_STUDENTKIND']._serialized_end=1560
-  _globals['_JOBSTATE']._serialized_start=1563
-  _globals['_JOBSTATE']._serialized_end=1718
+  _globals['_STUDENTKIND']._serialized_start=1521
+  _globals['_STUDENTKIND']._serialized_end=1692
+  _globals['_JOBSTATE']._serialized_start=1695
+  _globals['_JOBSTATE']._serialized_end=1850
   _globals['_STARTJOBREQUEST']._serialized_start=75
-  _globals['_STARTJOBREQUEST']._serialized_end=343
-  _globals['_STARTJOBREQUEST_PARAMSENTRY']._serialized_start=298
-  _globals['_STARTJOBREQUEST_PARAMSENTRY']._serialized_end=343
-  _globals['_JOB']._serialized_start=346
-  _globals['_JOB']._serialized_end=710
-  _globals['_JOB_METRICSENTRY']._serialized_start=664
-  _globals['_JOB_METRICSENTRY']._serialized_end=710
-  _globals['_GETJOBREQUEST']._serialized_start=712
-  _globals['_GETJOBREQUEST']._serialized_end=743
-  _globals['_LISTJOBSREQUEST']._serialized_start=745
-  _globals['_LISTJOBSREQUEST']._serialized_end=819
-  _globals['_LISTJOBSRESPONSE']._serialized_start=821
-  _globals['_LISTJOBSRESPONSE']._serialized_end=873
-  _globals['_LISTMODELSREQUEST']._serialized_start=875
-  _globals['_LISTMODELSREQUEST']._serialized_end=936
-  _globals['_MODELVERSION']._serialized_start=939
-  _globals['_MODELVERSION']._serialized_end=1242
-  _globals['_MODELVERSION_METRICSENTRY']._serialized_start=664
-  _globals['_MODELVERSION_METRICSENTRY']._serialized_end=710
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1244
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1309
-  _globals['_PROMOTEREQUEST']._serialized_start=1311
-  _globals['_PROMOTEREQUEST']._serialized_end=1386
-  _globals['_TRAINERSERVICE']._serialized_start=1721
-  _globals['_TRAINERSERVICE']._serialized_end=2156
+  _globals['_STARTJOBREQUEST']._serialized_end=408
+  _globals['_STARTJOBREQUEST_PARAMSENTRY']._serialized_start=363
+  _globals['_STARTJOBREQUEST_PARAMSENTRY']._serialized_end=408
+  _globals['_JOB']._serialized_start=411
+  _globals['_JOB']._serialized_end=818
+  _globals['_JOB_METRICSENTRY']._serialized_start=772
+  _globals['_JOB_METRICSENTRY']._serialized_end=818
+  _globals['_GETJOBREQUEST']._serialized_start=820
+  _globals['_GETJOBREQUEST']._serialized_end=851
+  _globals['_LISTJOBSREQUEST']._serialized_start=853
+  _globals['_LISTJOBSREQUEST']._serialized_end=927
+  _globals['_LISTJOBSRESPONSE']._serialized_start=929
+  _globals['_LISTJOBSRESPONSE']._serialized_end=981
+  _globals['_LISTMODELSREQUEST']._serialized_start=983
+  _globals['_LISTMODELSREQUEST']._serialized_end=1044
+  _globals['_MODELVERSION']._serialized_start=1047
+  _globals['_MODELVERSION']._serialized_end=1374
+  _globals['_MODELVERSION_METRICSENTRY']._serialized_start=772
+  _globals['_MODELVERSION_METRICSENTRY']._serialized_end=818
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1376
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1441
+  _globals['_PROMOTEREQUEST']._serialized_start=1443
+  _globals['_PROMOTEREQUEST']._serialized_end=1518
+  _globals['_TRAINERSERVICE']._serialized_start=1853
+  _globals['_TRAINERSERVICE']._serialized_end=2288
 # @@protoc_insertion_point(module_scope)

@@ -39,7 +39,7 @@ JOB_STATE_FAILED: JobState
 JOB_STATE_CANCELLED: JobState
 
 class StartJobRequest(_message.Message):
-    __slots__ = ("filter", "student_kind", "labels_path", "promote", "seed", "params")
+    __slots__ = ("filter", "student_kind", "labels_path", "promote", "seed", "params", "filters", "labels_paths")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -53,16 +53,20 @@ class StartJobRequest(_message.Message):
     PROMOTE_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_PATHS_FIELD_NUMBER: _ClassVar[int]
     filter: _common_pb2.FilterRef
     student_kind: StudentKind
     labels_path: str
     promote: bool
     seed: int
     params: _containers.ScalarMap[str, str]
-    def __init__(self, filter: _Optional[_Union[_common_pb2.FilterRef, _Mapping]] = ..., student_kind: _Optional[_Union[StudentKind, str]] = ..., labels_path: _Optional[str] = ..., promote: _Optional[bool] = ..., seed: _Optional[int] = ..., params: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    filters: _containers.RepeatedCompositeFieldContainer[_common_pb2.FilterRef]
+    labels_paths: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, filter: _Optional[_Union[_common_pb2.FilterRef, _Mapping]] = ..., student_kind: _Optional[_Union[StudentKind, str]] = ..., labels_path: _Optional[str] = ..., promote: _Optional[bool] = ..., seed: _Optional[int] = ..., params: _Optional[_Mapping[str, str]] = ..., filters: _Optional[_Iterable[_Union[_common_pb2.FilterRef, _Mapping]]] = ..., labels_paths: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("job_id", "filter", "student_kind", "state", "progress", "message", "model_version", "metrics", "error", "created_at", "updated_at")
+    __slots__ = ("job_id", "filter", "student_kind", "state", "progress", "message", "model_version", "metrics", "error", "created_at", "updated_at", "filters")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -81,6 +85,7 @@ class Job(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     filter: _common_pb2.FilterRef
     student_kind: StudentKind
@@ -92,7 +97,8 @@ class Job(_message.Message):
     error: str
     created_at: str
     updated_at: str
-    def __init__(self, job_id: _Optional[str] = ..., filter: _Optional[_Union[_common_pb2.FilterRef, _Mapping]] = ..., student_kind: _Optional[_Union[StudentKind, str]] = ..., state: _Optional[_Union[JobState, str]] = ..., progress: _Optional[float] = ..., message: _Optional[str] = ..., model_version: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., error: _Optional[str] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ...) -> None: ...
+    filters: _containers.RepeatedCompositeFieldContainer[_common_pb2.FilterRef]
+    def __init__(self, job_id: _Optional[str] = ..., filter: _Optional[_Union[_common_pb2.FilterRef, _Mapping]] = ..., student_kind: _Optional[_Union[StudentKind, str]] = ..., state: _Optional[_Union[JobState, str]] = ..., progress: _Optional[float] = ..., message: _Optional[str] = ..., model_version: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., error: _Optional[str] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., filters: _Optional[_Iterable[_Union[_common_pb2.FilterRef, _Mapping]]] = ...) -> None: ...
 
 class GetJobRequest(_message.Message):
     __slots__ = ("job_id",)
@@ -121,7 +127,7 @@ class ListModelsRequest(_message.Message):
     def __init__(self, filter: _Optional[_Union[_common_pb2.FilterRef, _Mapping]] = ...) -> None: ...
 
 class ModelVersion(_message.Message):
-    __slots__ = ("filter", "version", "student_kind", "created_at", "metrics", "dataset_hash", "promoted", "uri")
+    __slots__ = ("filter", "version", "student_kind", "created_at", "metrics", "dataset_hash", "promoted", "uri", "multi_model_id")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -137,6 +143,7 @@ class ModelVersion(_message.Message):
     DATASET_HASH_FIELD_NUMBER: _ClassVar[int]
     PROMOTED_FIELD_NUMBER: _ClassVar[int]
     URI_FIELD_NUMBER: _ClassVar[int]
+    MULTI_MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     filter: _common_pb2.FilterRef
     version: str
     student_kind: StudentKind
@@ -145,7 +152,8 @@ class ModelVersion(_message.Message):
     dataset_hash: str
     promoted: bool
     uri: str
-    def __init__(self, filter: _Optional[_Union[_common_pb2.FilterRef, _Mapping]] = ..., version: _Optional[str] = ..., student_kind: _Optional[_Union[StudentKind, str]] = ..., created_at: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., dataset_hash: _Optional[str] = ..., promoted: _Optional[bool] = ..., uri: _Optional[str] = ...) -> None: ...
+    multi_model_id: str
+    def __init__(self, filter: _Optional[_Union[_common_pb2.FilterRef, _Mapping]] = ..., version: _Optional[str] = ..., student_kind: _Optional[_Union[StudentKind, str]] = ..., created_at: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., dataset_hash: _Optional[str] = ..., promoted: _Optional[bool] = ..., uri: _Optional[str] = ..., multi_model_id: _Optional[str] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models",)

@@ -279,17 +279,19 @@ def _url_key(url: str) -> str:
     return f"{parts.netloc.removeprefix('www.')}{parts.path.rstrip('/')}"
 
 
-def build_dataset(spec: FilterSpec, records: Iterable[LabelRecord], seed: int = 0,
-                  near_duplicate_threshold: float = 0.85, near_duplicate_action: str = "drop",
-                  min_examples: int = 10, progress: Callable[[str], None] | None = None,
-                  frozen: FrozenSplit | None = None) -> Dataset:
-    """Validate, merge, deduplicate and split labelled records for ``spec``.
+@dataclass
+class _Validated:
+    """One filter's labels after validation, oracle consensus and exact-duplicate removal (sorted by id)."""
 
-    With ``frozen`` (the filter's :class:`FrozenSplit`), frozen test articles stay in test, the frozen
-    dataset's train/val articles keep their split and only new articles are split 80/10/10.
-    """
-    if near_duplicate_action not in {"drop", "group"}:
-        raise ValueError("near_duplicate_action must be 'drop' or 'group'")
+    examples: list[Example]
+    n_input: int
+    dropped: Counter
+    missing_dims: Counter
+    noise_diffs: list[np.ndarray]
+
+
+def _validated_examples(spec: FilterSpec, records: Iterable[LabelRecord],
+                        progress: Callable[[str], None] | None = None) -> _Validated:
     dims = spec.dimension_names
     dropped: Counter[str] = Counter()
     missing_dims: Counter[str] = Counter()
@@ -342,6 +344,24 @@ def build_dataset(spec: FilterSpec, records: Iterable[LabelRecord], seed: int = 
                                 [float(v) for v in np.median(matrix, axis=0)], oracles))
 
     examples.sort(key=lambda e: e.id)  # everything below is independent of the input order
+    return _Validated(examples, n_input, dropped, missing_dims, noise_diffs)
+
+
+def build_dataset(spec: FilterSpec, records: Iterable[LabelRecord], seed: int = 0,
+                  near_duplicate_threshold: float = 0.85, near_duplicate_action: str = "drop",
+                  min_examples: int = 10, progress: Callable[[str], None] | None = None,
+                  frozen: FrozenSplit | None = None) -> Dataset:
+    """Validate, merge, deduplicate and split labelled records for ``spec``.
+
+    With ``frozen`` (the filter's :class:`FrozenSplit`), frozen test articles stay in test, the frozen
+    dataset's train/val articles keep their split and only new articles are split 80/10/10.
+    """
+    if near_duplicate_action not in {"drop", "group"}:
+        raise ValueError("near_duplicate_action must be 'drop' or 'group'")
+    dims = spec.dimension_names
+    validated = _validated_examples(spec, records, progress)
+    examples, n_input, dropped = validated.examples, validated.n_input, validated.dropped
+    missing_dims, noise_diffs = validated.missing_dims, validated.noise_diffs
     # near duplicates
     pairs = near_duplicate_pairs([e.input_text for e in examples], near_duplicate_threshold) if examples else []
     uf = _UnionFind(len(examples))
@@ -379,7 +399,7 @@ def build_dataset(spec: FilterSpec, records: Iterable[LabelRecord], seed: int = 
     if frozen is None:
         _assign_splits(spec, examples, seed)
     else:
-        frozen_report = _assign_with_frozen(spec, examples, seed, frozen)
+        frozen_report = _assign_with_frozen(examples, frozen, lambda new: _assign_splits(spec, new, seed))
     dataset = Dataset(spec.ref, dims, examples, {})
     dataset.hash = dataset_hash(dataset, seed)
     dataset.report = validation_report(spec, dataset, n_input, dropped, missing_dims, noise_diffs, seed,
@@ -389,9 +409,10 @@ def build_dataset(spec: FilterSpec, records: Iterable[LabelRecord], seed: int = 
     return dataset
 
 
-def _assign_with_frozen(spec: FilterSpec, examples: list[Example], seed: int, frozen: FrozenSplit) -> dict:
+def _assign_with_frozen(examples: list[Example], frozen: FrozenSplit,
+                        assign_new: Callable[[list[Example]], None]) -> dict:
     """Splits under a frozen split: frozen test (and what groups with it) -> test, old train/val kept,
-    new groups split 80/10/10 as usual. Returns what the report records about it."""
+    new groups split 80/10/10 as usual (``assign_new``). Returns what the report records about it."""
     test_ids, test_urls = set(frozen.test_ids), set(frozen.test_url_keys)
     old = {**{i: "train" for i in frozen.train_ids}, **{i: "val" for i in frozen.val_ids}}
     groups: dict[int, list[Example]] = defaultdict(list)
@@ -413,7 +434,7 @@ def _assign_with_frozen(spec: FilterSpec, examples: list[Example], seed: int, fr
         else:
             new_examples.extend(members)
     if new_examples:
-        _assign_splits(spec, new_examples, seed)
+        assign_new(new_examples)
     present = {e.id for e in examples}
     return {"frozen_from": frozen.dataset_hash, "frozen_test": len(test_ids),
             "frozen_test_present": len(test_ids & present), "joined_test": joined,
@@ -424,6 +445,11 @@ def _assign_splits(spec: FilterSpec, examples: list[Example], seed: int) -> None
     """80/10/10 over groups, stratified by the group's overall-score bin, seeded."""
     targets = np.array([e.targets for e in examples])
     overall, _ = overall_scores(spec, targets)
+    _split_groups(examples, overall, seed)
+
+
+def _split_groups(examples: list[Example], overall: np.ndarray, seed: int) -> None:
+    """80/10/10 over ``examples``' groups, stratified by the group's mean of ``overall``, seeded."""
     groups: dict[int, list[int]] = defaultdict(list)
     for i, e in enumerate(examples):
         groups[e.group].append(i)
@@ -499,3 +525,183 @@ def validation_report(spec: FilterSpec, dataset: Dataset, n_input: int, dropped:
                     "bins": {str(k): int(v) for k, v in Counter(np.digitize(overall, OVERALL_BINS).tolist()).items()}},
         "splits": splits,
     }
+
+
+# -- joint datasets (one multi student for several filters) ------------------------------------------------
+@dataclass
+class JointDataset:
+    """Several filters' labels joined by article id, deduplicated and split once over the union.
+
+    ``examples`` carry one target per column (``<filter_ref>:<dimension>``, NaN where the article has no
+    label for that filter); no article (or near-duplicate/URL group) is in two splits for any filter.
+    ``datasets`` are the per-filter views (that filter's labelled articles with the joint split), saved
+    and frozen like any one-filter dataset so that evaluation and retraining see ordinary datasets.
+    """
+
+    filters: list[str]
+    columns: list[str]
+    examples: list[Example]
+    datasets: dict[str, Dataset]
+    report: dict[str, Any]
+    hash: str = ""
+
+    def split(self, name: str) -> list[Example]:
+        return [e for e in self.examples if e.split == name]
+
+    def arrays(self, name: str) -> tuple[list[str], np.ndarray]:
+        rows = self.split(name)
+        return [e.input_text for e in rows], np.array([e.targets for e in rows], dtype=np.float64).reshape(
+            len(rows), len(self.columns))
+
+
+def merged_frozen(frozen: Iterable[FrozenSplit]) -> FrozenSplit | None:
+    """One split honouring every filter's frozen split: test anywhere -> test, else val anywhere -> val."""
+    frozen = [f for f in frozen if f is not None]
+    if not frozen:
+        return None
+    test = {i for f in frozen for i in f.test_ids}
+    val = {i for f in frozen for i in f.val_ids} - test
+    train = {i for f in frozen for i in f.train_ids} - test - val
+    return FrozenSplit("+".join(f.filter_ref for f in frozen), "+".join(f.dataset_hash for f in frozen),
+                       sorted(test), sorted({k for f in frozen for k in f.test_url_keys}), sorted(train),
+                       sorted(val))
+
+
+def build_joint_dataset(specs: list[FilterSpec], records: Mapping[str, Iterable[LabelRecord]], seed: int = 0,
+                        near_duplicate_threshold: float = 0.85, near_duplicate_action: str = "drop",
+                        min_examples: int = 10, progress: Callable[[str], None] | None = None,
+                        frozen: Mapping[str, FrozenSplit | None] | None = None) -> JointDataset:
+    """Validate each filter's labels (``records`` by filter ref), join them by article id, then deduplicate,
+    group and split the union once (respecting every filter's frozen split)."""
+    if near_duplicate_action not in {"drop", "group"}:
+        raise ValueError("near_duplicate_action must be 'drop' or 'group'")
+    frozen = dict(frozen or {})
+    refs = [s.ref for s in specs]
+    columns = [f"{s.ref}:{d}" for s in specs for d in s.dimension_names]
+    offsets, start = {}, 0
+    for s in specs:
+        offsets[s.ref] = (start, start + len(s.dimension_names))
+        start += len(s.dimension_names)
+    validated: dict[str, _Validated] = {}
+    for spec in specs:
+        v = _validated_examples(spec, records.get(spec.ref, []))
+        if len(v.examples) < min_examples:
+            raise DatasetError(f"only {len(v.examples)} usable labelled articles for {spec.ref} (need at least "
+                               f"{min_examples}; {v.n_input} labels read); dropped: {dict(v.dropped) or 'none'}")
+        validated[spec.ref] = v
+    if progress:
+        progress("validated " + ", ".join(f"{r}: {validated[r].n_input} labels" for r in refs))
+
+    # join by article id: the first filter (in request order) that labelled an article gives its text
+    rows: dict[str, Example] = {}
+    for ref in refs:
+        lo, hi = offsets[ref]
+        for e in validated[ref].examples:
+            row = rows.get(e.id)
+            if row is None:
+                row = rows[e.id] = Example(e.id, e.title, e.text, e.url, [float("nan")] * len(columns))
+            row.targets[lo:hi] = e.targets
+            row.oracles = sorted(set(row.oracles) | set(e.oracles))
+    examples = sorted(rows.values(), key=lambda e: e.id)
+
+    def labelled(e: Example, ref: str) -> bool:
+        lo, hi = offsets[ref]
+        return not np.isnan(e.targets[lo]) if hi > lo else False
+
+    dropped = {ref: Counter(validated[ref].dropped) for ref in refs}
+    pairs = near_duplicate_pairs([e.input_text for e in examples], near_duplicate_threshold) if examples else []
+    uf = _UnionFind(len(examples))
+    for a, b in pairs:
+        uf.union(a, b)
+    frozen_test = {i for f in frozen.values() if f is not None for i in f.test_ids}
+    if near_duplicate_action == "drop":
+        # keep one article per group (a frozen test article when the group has one, else the first) and give
+        # it the labels the others hold for filters it lacks, so that no filter loses an article needlessly
+        members: dict[int, list[int]] = defaultdict(list)
+        for i in range(len(examples)):
+            members[uf.find(i)].append(i)
+        keep = []
+        for group in members.values():
+            chosen = next((i for i in group if examples[i].id in frozen_test), group[0])
+            rep = examples[chosen]
+            for i in group:
+                if i == chosen:
+                    continue
+                for ref in refs:
+                    if not labelled(examples[i], ref):
+                        continue
+                    if labelled(rep, ref):
+                        dropped[ref]["near_duplicate"] += 1
+                    else:
+                        lo, hi = offsets[ref]
+                        rep.targets[lo:hi] = examples[i].targets[lo:hi]
+            keep.append(chosen)
+        examples = [examples[i] for i in sorted(keep)]
+        uf = _UnionFind(len(examples))
+    for ref in refs:
+        n = sum(1 for e in examples if labelled(e, ref))
+        if n < min_examples:
+            raise DatasetError(f"only {n} usable labelled articles for {ref} after deduplication (need at "
+                               f"least {min_examples}); dropped: {dict(dropped[ref]) or 'none'}")
+    if progress:
+        progress(f"joined and deduplicated: {len(examples)} articles ({len(pairs)} near-duplicate pairs)")
+    first_by_url: dict[str, int] = {}
+    for i, e in enumerate(examples):
+        key = _url_key(e.url)
+        if key:
+            if key in first_by_url:
+                uf.union(first_by_url[key], i)
+            else:
+                first_by_url[key] = i
+    for i, e in enumerate(examples):
+        e.group = uf.find(i)
+
+    def assign(new: list[Example]) -> None:
+        # stratify by the mean over the article's filters of each filter's overall score
+        overall = np.full((len(new), len(specs)), np.nan)
+        for j, spec in enumerate(specs):
+            lo, hi = offsets[spec.ref]
+            rows_j = [k for k, e in enumerate(new) if labelled(e, spec.ref)]
+            if rows_j:
+                overall[rows_j, j], _ = overall_scores(spec, np.array([new[k].targets[lo:hi] for k in rows_j]))
+        _split_groups(new, np.nanmean(overall, axis=1), seed)
+
+    union_frozen = merged_frozen(frozen.get(r) for r in refs)
+    frozen_report = _assign_with_frozen(examples, union_frozen, assign) if union_frozen else None
+
+    if union_frozen is None:
+        assign(examples)
+    datasets: dict[str, Dataset] = {}
+    for spec in specs:
+        lo, hi = offsets[spec.ref]
+        own = [Example(e.id, e.title, e.text, e.url, list(e.targets[lo:hi]), list(e.oracles), e.group, e.split)
+               for e in examples if labelled(e, spec.ref)]
+        ds = Dataset(spec.ref, spec.dimension_names, own, {})
+        ds.hash = dataset_hash(ds, seed)
+        v = validated[spec.ref]
+        ds.report = validation_report(spec, ds, v.n_input, dropped[spec.ref], v.missing_dims, v.noise_diffs, seed,
+                                      near_duplicate_threshold, near_duplicate_action)
+        datasets[spec.ref] = ds
+    joint = JointDataset(refs, columns, examples, datasets, {})
+    h = hashlib.sha256(json.dumps({"filters": refs, "columns": columns, "seed": seed}).encode())
+    for e in examples:
+        h.update(json.dumps([e.id, content_hash(e.title, e.text),
+                             [None if np.isnan(t) else round(t, 4) for t in e.targets], e.split]).encode())
+    joint.hash = h.hexdigest()[:16]
+    joint.report = {
+        "filters": refs, "columns": columns, "dataset_hash": joint.hash, "seed": seed,
+        "n_examples": len(examples),
+        "labelled_for": {ref: sum(1 for e in examples if labelled(e, ref)) for ref in refs},
+        "labelled_for_all": sum(1 for e in examples if all(labelled(e, r) for r in refs)),
+        "near_duplicates": {"threshold": near_duplicate_threshold, "action": near_duplicate_action,
+                            "pairs": len(pairs)},
+        "splits": {name: {"n": sum(1 for e in examples if e.split == name),
+                          **{ref: sum(1 for e in examples if e.split == name and labelled(e, ref)) for ref in refs}}
+                   for name in SPLITS},
+        "datasets": {ref: ds.hash for ref, ds in datasets.items()},
+    }
+    if frozen_report is not None:
+        joint.report["frozen_test"] = frozen_report
+    for ref, ds in datasets.items():
+        ds.report["joint"] = {"dataset_hash": joint.hash, "filters": refs}
+    return joint

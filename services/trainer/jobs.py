@@ -48,20 +48,26 @@ class JobRecord:
     worker_pid: int = 0
     seq: int = 0  # bumped on every change; watchers compare it
     origin: str = ""  # why the job runs when no client asked for it (automatic retrains)
+    filters: list[str] = field(default_factory=list)  # a multi job's filter refs (filter_name is the first's)
 
 
-def _worker(spec: FilterSpec, request: dict[str, Any], out: mp.Queue) -> None:
-    """Runs in the job's process: train and report progress/results through ``out``."""
+def _worker(spec: FilterSpec, request: dict[str, Any], out: mp.Queue,
+            specs: list[FilterSpec] | None = None) -> None:
+    """Runs in the job's process: train and report progress/results through ``out``.
+
+    With ``specs`` (several filters) it trains one multi student for all of them.
+    """
     import os
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from services.trainer.pipeline import TrainRequest, run_training
+    from services.trainer.pipeline import TrainRequest, run_multi_training, run_training
 
     def progress(frac: float, message: str) -> None:
         out.put({"type": "progress", "progress": float(frac), "message": message})
 
     try:
-        summary = run_training(spec, TrainRequest(**request), progress)
+        req = TrainRequest(**request)
+        summary = run_multi_training(specs, req, progress) if specs else run_training(spec, req, progress)
         out.put({"type": "result", "model_version": summary.get("model_version", ""),
                  "metrics": {k: float(v) for k, v in summary["metrics"].items()},
                  "message": summary.get("message", "")})
@@ -119,13 +125,16 @@ class JobManager:
             return job
 
     # -- API -----------------------------------------------------------------------------------------
-    def start(self, spec: FilterSpec, kind: str, request: dict[str, Any], origin: str = "") -> JobRecord:
+    def start(self, spec: FilterSpec, kind: str, request: dict[str, Any], origin: str = "",
+              specs: list[FilterSpec] | None = None) -> JobRecord:
+        """Queue a job for ``spec``; with ``specs`` (``spec`` first) one multi student for all of them."""
         job_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
-        job = JobRecord(job_id, spec.name, spec.version, kind, origin=origin)
+        job = JobRecord(job_id, spec.name, spec.version, kind, origin=origin,
+                        filters=[s.ref for s in specs] if specs else [])
         with self._cond:
             self._jobs[job_id] = job
             self._persist(job)
-        threading.Thread(target=self._run, args=(job_id, spec, request), name=f"job-{job_id}",
+        threading.Thread(target=self._run, args=(job_id, spec, request, specs), name=f"job-{job_id}",
                          daemon=True).start()
         return self.get(job_id)
 
@@ -159,14 +168,15 @@ class JobManager:
             self._cond.notify_all()
 
     # -- worker --------------------------------------------------------------------------------------
-    def _run(self, job_id: str, spec: FilterSpec, request: dict[str, Any]) -> None:
+    def _run(self, job_id: str, spec: FilterSpec, request: dict[str, Any],
+             specs: list[FilterSpec] | None = None) -> None:
         with self._slots:
             if self._stopping.is_set():
                 self._update(job_id, state=CANCELLED, message="cancelled: the trainer is shutting down")
                 return
             out: mp.Queue = self._ctx.Queue()
-            proc = self._ctx.Process(target=_worker, args=(spec, request, out), name=f"trainer-job-{job_id}",
-                                     daemon=True)
+            proc = self._ctx.Process(target=_worker, args=(spec, request, out, specs),
+                                     name=f"trainer-job-{job_id}", daemon=True)
             try:
                 proc.start()
             except Exception as exc:  # noqa: BLE001

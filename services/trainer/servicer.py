@@ -14,7 +14,14 @@ from distillery.rpc.errors import NotFoundError, handle_errors
 from distillery.v1 import common_pb2, events_pb2, trainer_pb2, trainer_pb2_grpc
 from services.trainer.config import TrainerSettings
 from services.trainer.jobs import FINAL, JobManager, JobRecord
-from services.trainer.pipeline import TrainRequest, resolve_kind, split_params, student_for
+from services.trainer.pipeline import (
+    TrainRequest,
+    check_labels_exist,
+    multi_student_for,
+    resolve_kind,
+    split_params,
+    student_for,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +77,7 @@ def model_version_pb(info: ModelInfo) -> trainer_pb2.ModelVersion:
         filter=common_pb2.FilterRef(name=info.filter_name, version=info.filter_version),
         version=info.version_id, student_kind=KIND_TO_ENUM.get(info.kind, 0), created_at=info.created_at,
         metrics={k: float(v) for k, v in info.metrics.items()}, dataset_hash=info.dataset_hash,
-        promoted=info.promoted, uri=info.uri,
+        promoted=info.promoted, uri=info.uri, multi_model_id=str(info.multi.get("model_id", "")),
     )
 
 
@@ -81,7 +88,20 @@ def job_pb(job: JobRecord) -> trainer_pb2.Job:
         progress=job.progress, message=f"{job.origin}; {job.message}" if job.origin else job.message,
         model_version=job.model_version, metrics=job.metrics,
         error=job.error, created_at=job.created_at, updated_at=job.updated_at,
+        filters=[_ref_pb(ref) for ref in job.filters],
     )
+
+
+def _ref_pb(ref: str) -> common_pb2.FilterRef:
+    name, _, version = ref.partition("/")
+    return common_pb2.FilterRef(name=name, version=int(version.lstrip("v") or 0))
+
+
+def _job_filters(job: JobRecord) -> list[tuple[str, int]]:
+    """(name, version) of every filter a job trains."""
+    if not job.filters:
+        return [(job.filter_name, job.filter_version)]
+    return [(r.name, r.version) for r in map(_ref_pb, job.filters)]
 
 
 class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
@@ -91,7 +111,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         self.registry = ModelRegistry(settings.resolved("registry_root"))
         self.events = EventPublisher(settings.kafka_bootstrap, settings.models_topic)
         self.jobs = JobManager(settings.jobs_dir, settings.max_concurrent_jobs, on_success=self._job_succeeded)
-        self._previous: dict[str, str] = {}
+        self._previous: dict[str, dict[str, str]] = {}  # job id -> {filter name: version promoted before}
         self.retrainer = None
         if settings.retrain_enabled:
             from services.trainer.retrain import AutoRetrainer
@@ -101,10 +121,12 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
 
     def _job_succeeded(self, job: JobRecord) -> None:
         JOBS_FINISHED.labels("SUCCEEDED").inc()
-        promoted = self.registry.promoted(job.filter_name)
-        if promoted and promoted.version_id == job.model_version:
-            PROMOTIONS.inc()
-            self.events.publish(promoted, self._previous.get(job.job_id, ""))
+        previous = self._previous.pop(job.job_id, {})
+        for name, _ in _job_filters(job):
+            promoted = self.registry.promoted(name)
+            if promoted and promoted.version_id == job.model_version:
+                PROMOTIONS.inc()
+                self.events.publish(promoted, previous.get(name, ""))
 
     def close(self) -> None:
         if self.retrainer is not None:
@@ -135,14 +157,69 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         current = self.registry.promoted(spec.name)
         job = self.jobs.start(spec, kind, train.to_dict(), origin=origin)
         if current:
-            self._previous[job.job_id] = current.version_id
+            self._previous[job.job_id] = {spec.name: current.version_id}
         JOBS_STARTED.inc()
         logger.info("job started", extra={"fields": {"job_id": job.job_id, "filter": spec.ref, "kind": kind,
                                                      **({"origin": origin} if origin else {})}})
         return job
 
+    def start_multi_job(self, specs, params: dict[str, str], seed: int = 0, promote: bool = False,
+                        labels_paths: list[str] | None = None) -> JobRecord:
+        """Validate and queue one multi student for several filters (``specs``, in request order)."""
+        params = dict(params)
+        _, student_params = split_params(params)
+        multi_student_for(specs, student_params, seed)  # at least two distinct filters, valid parameters
+        labels_paths = list(labels_paths or [])
+        if labels_paths and len(labels_paths) != len(specs):
+            raise ValueError(f"labels_paths has {len(labels_paths)} entries for {len(specs)} filters; give one "
+                             "per filter in the order of `filters` (an empty entry reads the label store)")
+        paths: dict[str, str] = {}
+        store_url = self.settings.resolved("label_store_url")
+        for spec, given in zip(specs, labels_paths or [""] * len(specs)):
+            if given:
+                path = Path(given).expanduser()
+                if not path.is_file():
+                    raise NotFoundError(f"labels file {given} (for {spec.ref}) does not exist on the trainer host")
+                paths[spec.ref] = str(path.resolve())
+            check_labels_exist(spec, paths.get(spec.ref, ""), store_url)
+        train = TrainRequest(
+            kind="multi", label_store_url=store_url, seed=seed, params=params, promote=promote,
+            registry_root=self.settings.resolved("registry_root"),
+            datasets_dir=self.settings.resolved("datasets_dir"),
+            embed_cache_dir=self.settings.resolved("embed_cache_dir"),
+            filters=[s.ref for s in specs], labels_paths=paths,
+        )
+        previous = {s.name: p.version_id for s in specs if (p := self.registry.promoted(s.name))}
+        job = self.jobs.start(specs[0], "multi", train.to_dict(), specs=list(specs))
+        self._previous[job.job_id] = previous
+        JOBS_STARTED.inc()
+        logger.info("job started", extra={"fields": {"job_id": job.job_id, "filters": train.filters,
+                                                     "kind": "multi"}})
+        return job
+
+    def _start_multi(self, request, kind: str) -> JobRecord:
+        if kind not in ("", "multi"):
+            raise ValueError(f"training several filters at once needs student_kind STUDENT_KIND_MULTI, not "
+                             f"{trainer_pb2.StudentKind.Name(request.student_kind)}")
+        refs = list(request.filters)
+        if request.filter.name and not any(r.name == request.filter.name and r.version in (0, request.filter.version)
+                                           for r in refs):
+            refs.insert(0, request.filter)
+        if len(refs) < 2:
+            raise ValueError("a multi student trains several filters jointly: name at least two filters in "
+                             "`filters`")
+        if request.labels_path and not request.labels_paths:
+            raise ValueError("a multi job reads one labels file per filter: set labels_paths (in the order of "
+                             "`filters`), not labels_path")
+        specs = [self.catalog.get(r.name, r.version) for r in refs]
+        return self.start_multi_job(specs, dict(request.params), request.seed, request.promote,
+                                    list(request.labels_paths))
+
     @handle_errors
     def StartJob(self, request, context):
+        kind = ENUM_TO_KIND.get(request.student_kind, "")
+        if request.filters or kind == "multi":
+            return job_pb(self._start_multi(request, kind))
         spec = self.catalog.get(request.filter.name, request.filter.version)
         job = self.start_job(spec, ENUM_TO_KIND.get(request.student_kind, ""), dict(request.params),
                              request.seed, request.promote, request.labels_path)
@@ -165,8 +242,9 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
     @handle_errors
     def ListJobs(self, request, context):
         jobs = [j for j in self.jobs.list()
-                if (not request.filter.name or j.filter_name == request.filter.name)
-                and (not request.filter.version or j.filter_version == request.filter.version)]
+                if any((not request.filter.name or name == request.filter.name)
+                       and (not request.filter.version or version == request.filter.version)
+                       for name, version in _job_filters(j))]
         jobs.sort(key=lambda j: (j.created_at, j.job_id), reverse=True)
         if request.limit:
             jobs = jobs[: request.limit]

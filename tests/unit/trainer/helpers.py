@@ -13,13 +13,16 @@ DIMS = ["climate", "evidence", "community"]
 SCALE = {b: f"band {b}" for b in ("0-2", "3-4", "5-6", "7-8", "9-10")}
 
 
-def write_filter(root: Path, name: str = "tiny", version: int = 1, kind: str = "lexical") -> Path:
+def write_filter(root: Path, name: str = "tiny", version: int = 1, kind: str = "lexical",
+                 dims: list[str] | None = None) -> Path:
     folder = root / name / f"v{version}"
     folder.mkdir(parents=True, exist_ok=True)
+    dims = dims or DIMS
+    weights = (0.5, 0.25, 0.25) if len(dims) == 3 else [1 / len(dims)] * len(dims)
     spec = {
         "name": name, "version": version, "description": "a tiny test filter",
         "dimensions": [{"name": d, "weight": w, "description": d, "scale": SCALE}
-                       for d, w in zip(DIMS, (0.5, 0.25, 0.25))],
+                       for d, w in zip(dims, weights)],
         "tiers": [{"name": "low", "min_overall": 0}, {"name": "medium", "min_overall": 4},
                   {"name": "high", "min_overall": 7}],
         "student": {"kind": kind, "truncation": {"head_tokens": 48, "tail_tokens": 16}},
@@ -32,3 +35,24 @@ def write_filter(root: Path, name: str = "tiny", version: int = 1, kind: str = "
 def write_labels(path: Path, n: int = 200, seed: int = 0, **kwargs) -> Path:
     write_jsonl(path, generate(DIMS, n, seed=seed, **kwargs))
     return path
+
+
+A_DIMS, B_DIMS = ["climate", "evidence"], ["community", "profit"]
+
+
+def write_two_filters(root: Path, n: int = 240, seed: int = 0) -> tuple[Path, Path, Path]:
+    """Filters ``a`` (climate, evidence) and ``b`` (community, profit) and their labels: one generated corpus,
+    a labelled for its first 70% of articles and b for its last 70% (40% of the articles have both).
+    Returns (filters root, a.jsonl, b.jsonl)."""
+    filters = root / "filters"
+    write_filter(filters, "a", dims=A_DIMS)
+    write_filter(filters, "b", dims=B_DIMS)
+    records = generate(A_DIMS + B_DIMS, n, seed=seed)
+    cut = int(0.7 * n)
+
+    def only(recs, dims):
+        return [{**r, "dimension_scores": {d: r["dimension_scores"][d] for d in dims}} for r in recs]
+
+    write_jsonl(root / "a.jsonl", only(records[:cut], A_DIMS))
+    write_jsonl(root / "b.jsonl", only(records[n - cut:], B_DIMS))
+    return filters, root / "a.jsonl", root / "b.jsonl"
