@@ -22,6 +22,7 @@ KINDS: dict[str, str] = {
     "ensemble": "distillery.students.ensemble:EnsembleStudent",
     "finetune": "distillery.students.finetune:FinetuneStudent",
     "multi": "distillery.students.multi:MultiStudent",
+    "stack": "distillery.students.stack:StackStudent",
 }
 
 

@@ -16,6 +16,7 @@ class StudentKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STUDENT_KIND_FINETUNE: _ClassVar[StudentKind]
     STUDENT_KIND_MULTI: _ClassVar[StudentKind]
     STUDENT_KIND_ENSEMBLE: _ClassVar[StudentKind]
+    STUDENT_KIND_STACK: _ClassVar[StudentKind]
 
 class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -31,6 +32,7 @@ STUDENT_KIND_PROBE: StudentKind
 STUDENT_KIND_FINETUNE: StudentKind
 STUDENT_KIND_MULTI: StudentKind
 STUDENT_KIND_ENSEMBLE: StudentKind
+STUDENT_KIND_STACK: StudentKind
 JOB_STATE_UNSPECIFIED: JobState
 JOB_STATE_PENDING: JobState
 JOB_STATE_RUNNING: JobState

@@ -116,7 +116,31 @@ def student_for(spec: FilterSpec, kind: str, params: dict[str, Any], seed: int =
         params.setdefault("seed", seed)
     elif kind == "ensemble":
         params.setdefault("seed", seed)
+    elif kind == "stack":
+        params.setdefault("seed", seed)
+        params["members"] = stack_members_for(spec, params.get("members"))
+        if embed_cache_dir:
+            extra["cache_dir"] = embed_cache_dir
     return make_student(kind, spec.dimension_names, filter=spec.ref, **params, **extra)
+
+
+def stack_members_for(spec: FilterSpec, members: Any) -> Any:
+    """A stack's members with the spec's encoder and token budget filled in for its probe members."""
+    from distillery.students.stack import DEFAULTS as STACK_DEFAULTS
+    from distillery.students.stack import check_members
+
+    if isinstance(members, str):
+        try:
+            members = json.loads(members)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"stack student parameter members is not valid JSON: {exc}") from None
+    checked = check_members(STACK_DEFAULTS["members"] if members is None else members)
+    for member in checked:
+        if member["kind"] == "probe":
+            member["params"] = {"encoder": spec.student.encoder,
+                                "head_tokens": spec.student.truncation.head_tokens,
+                                "tail_tokens": spec.student.truncation.tail_tokens, **member["params"]}
+    return checked
 
 
 def load_records(spec: FilterSpec, req: TrainRequest, include_audit: bool = False):

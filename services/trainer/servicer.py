@@ -31,6 +31,7 @@ KIND_TO_ENUM = {
     "finetune": trainer_pb2.STUDENT_KIND_FINETUNE,
     "multi": trainer_pb2.STUDENT_KIND_MULTI,
     "ensemble": trainer_pb2.STUDENT_KIND_ENSEMBLE,
+    "stack": trainer_pb2.STUDENT_KIND_STACK,
 }
 ENUM_TO_KIND = {v: k for k, v in KIND_TO_ENUM.items()}
 

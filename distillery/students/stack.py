@@ -1,0 +1,170 @@
+"""``stack``: members of different kinds combined by a ridge meta-model fitted on out-of-fold predictions.
+
+Each member (e.g. ``lexical`` and ``probe``) is fitted ``folds`` times on the training set with one fold held
+out, so every training article gets a prediction from a model that never saw it. A per-dimension ridge then
+learns how to weigh *every* member's prediction of *every* dimension: the dimensions of a filter are strongly
+correlated, so a member's view of one dimension helps the others (cross-dimension stacking). The members are
+finally refitted on all the training data. Validation data, when given, is passed to the members (their own
+model selection) and left alone by the meta-model, so calibration fitted on it afterwards stays honest.
+
+The members' disagreement (standard deviation of their own predictions, per dimension) is returned by
+:meth:`StackStudent.predict_with_spread`, like an ensemble's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from distillery.students.base import Student
+from distillery.students.manifest import load_student, make_student, read_manifest, write_manifest
+from distillery.students.params import check_params
+
+DEFAULTS: dict[str, Any] = {
+    # [{"kind": "lexical", "params": {...}}, ...]; a JSON string is accepted too (CLI and gRPC params).
+    "members": [{"kind": "lexical", "params": {}}, {"kind": "probe", "params": {}}],
+    "folds": 5,
+    "alphas": [0.1, 1.0, 10.0, 100.0],  # meta-model ridge strengths, chosen by leave-one-out per dimension
+    "seed": 0,
+}
+
+
+class StackStudent(Student):
+    kind = "stack"
+
+    def __init__(self, dimensions: Sequence[str], filter: str = "", cache_dir: Path | str | None = None,
+                 **params: Any):
+        super().__init__(dimensions)
+        self.filter = filter
+        self.cache_dir = cache_dir
+        if isinstance(params.get("members"), str):
+            try:
+                params["members"] = json.loads(params["members"])
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"stack student parameter members is not valid JSON: {exc}") from None
+        self.params = check_params("stack", DEFAULTS, params)
+        self.member_specs = check_members(self.params["members"])
+        if int(self.params["folds"]) < 2:
+            raise ValueError("a stack needs folds >= 2 to make out-of-fold predictions")
+        self.members: list[Student] = []
+        self._meta_coef: np.ndarray | None = None  # (n_members * n_dims, n_dims)
+        self._meta_intercept: np.ndarray | None = None
+        self.chosen_alphas: list[float] = []
+
+    def _make_member(self, i: int) -> Student:
+        spec = self.member_specs[i]
+        params = dict(spec["params"])
+        if spec["kind"] in {"probe", "multi"} and self.cache_dir is not None:
+            params.setdefault("cache_dir", self.cache_dir)
+        return make_student(spec["kind"], self.dimensions, filter=self.filter, **params)
+
+    # -- Student -------------------------------------------------------------------------------------
+    def fit(self, texts, targets, val_texts=None, val_targets=None) -> StackStudent:
+        texts = list(texts)
+        y = np.asarray(targets, dtype=np.float64)
+        if y.ndim != 2 or y.shape != (len(texts), len(self.dimensions)):
+            raise ValueError(f"targets must have shape ({len(texts)}, {len(self.dimensions)}), got {y.shape}")
+        folds = min(int(self.params["folds"]), len(texts))
+        if folds < 2:
+            raise ValueError("a stack needs at least 2 training articles")
+        rng = np.random.default_rng(int(self.params["seed"]))
+        fold_of = rng.permutation(len(texts)) % folds
+        oof = np.zeros((len(self.member_specs), len(texts), len(self.dimensions)))
+        for f in range(folds):
+            train_idx, held_idx = np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)
+            for m in range(len(self.member_specs)):
+                member = self._make_member(m).fit([texts[i] for i in train_idx], y[train_idx], val_texts,
+                                                  val_targets)
+                oof[m, held_idx] = member.predict([texts[i] for i in held_idx])
+        self._fit_meta(_meta_features(oof), y)
+        self.members = [self._make_member(m).fit(texts, y, val_texts, val_targets)
+                        for m in range(len(self.member_specs))]
+        return self
+
+    def _fit_meta(self, X: np.ndarray, y: np.ndarray) -> None:
+        from sklearn.linear_model import RidgeCV
+
+        alphas = [float(a) for a in self.params["alphas"]]
+        coef = np.zeros((X.shape[1], y.shape[1]))
+        intercept = np.zeros(y.shape[1])
+        self.chosen_alphas = []
+        for d in range(y.shape[1]):
+            model = RidgeCV(alphas=alphas).fit(X, y[:, d])
+            coef[:, d], intercept[d] = model.coef_, model.intercept_
+            self.chosen_alphas.append(float(model.alpha_))
+        self._meta_coef, self._meta_intercept = coef, intercept
+
+    def predict_members(self, texts: Sequence[str]) -> np.ndarray:
+        """Shape (n_members, n, n_dims): each member's raw prediction."""
+        if not self.members or self._meta_coef is None:
+            raise RuntimeError("stack student is not fitted")
+        return np.stack([m.predict(list(texts)) for m in self.members])
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        if len(texts) == 0:
+            return np.zeros((0, len(self.dimensions)))
+        return self._combine(self.predict_members(texts))
+
+    def predict_with_spread(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The stacked prediction and the members' standard deviation, both (n, n_dims)."""
+        if len(texts) == 0:
+            empty = np.zeros((0, len(self.dimensions)))
+            return empty, empty
+        preds = self.predict_members(texts)
+        return self._combine(preds), preds.std(axis=0)
+
+    def _combine(self, member_preds: np.ndarray) -> np.ndarray:
+        return _meta_features(member_preds) @ self._meta_coef + self._meta_intercept
+
+    def save(self, path: Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        for i, member in enumerate(self.members):
+            member.save(path / f"member_{i:02d}")
+        np.savez(path / "meta.npz", coef=self._meta_coef, intercept=self._meta_intercept)
+        write_manifest(path, self, {"n_members": len(self.members), "chosen_alphas": self.chosen_alphas})
+
+    @classmethod
+    def load(cls, path: Path) -> StackStudent:
+        path = Path(path)
+        manifest = read_manifest(path)
+        student = cls(manifest["dimensions"], filter=manifest.get("filter", ""), **manifest.get("params", {}))
+        student.members = [load_student(path / f"member_{i:02d}") for i in range(int(manifest["n_members"]))]
+        with np.load(path / "meta.npz") as data:
+            student._meta_coef, student._meta_intercept = data["coef"], data["intercept"]
+        student.chosen_alphas = list(manifest.get("chosen_alphas", []))
+        return student
+
+
+def _meta_features(member_preds: np.ndarray) -> np.ndarray:
+    """(n_members, n, n_dims) -> (n, n_members * n_dims): every member's view of every dimension."""
+    m, n, d = member_preds.shape
+    return member_preds.transpose(1, 0, 2).reshape(n, m * d)
+
+
+def check_members(members: Any) -> list[dict[str, Any]]:
+    from distillery.students.manifest import KINDS
+
+    if not isinstance(members, list) or not members:
+        raise ValueError('stack student parameter members must be a non-empty list like '
+                         '[{"kind": "lexical"}, {"kind": "probe"}]')
+    checked = []
+    for i, member in enumerate(members):
+        if isinstance(member, str):
+            member = {"kind": member}
+        if not isinstance(member, dict) or "kind" not in member:
+            raise ValueError(f"stack member {i} must be an object with a 'kind', got {member!r}")
+        kind = member["kind"]
+        if kind not in KINDS or kind in {"stack", "multi"}:
+            allowed = ", ".join(k for k in KINDS if k not in {"stack", "multi"})
+            raise ValueError(f"stack member {i} has kind {kind!r}; members may be: {allowed}")
+        params = member.get("params", {}) or {}
+        if not isinstance(params, dict):
+            # ValueError, not TypeError: every caller reports ValueError as "bad student parameter"
+            raise ValueError(f"stack member {i} params must be an object, got {params!r}")  # noqa: TRY004
+        checked.append({"kind": kind, "params": params})
+    return checked

@@ -1,0 +1,102 @@
+"""The ``stack`` student: out-of-fold members combined by a cross-dimension ridge meta-model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from distillery.students import compose_text, load_student, make_student
+from services.trainer.synthetic import generate
+
+DIMS = ["climate", "evidence", "community"]
+WORDS = {"kind": "lexical", "params": {"char_ngram_max": 0}}
+
+
+def _data(n, seed):
+    records = generate(DIMS, n, seed=seed, noise=0.5)
+    texts = [compose_text(r["title"], r["text"]) for r in records]
+    y = np.array([[r["dimension_scores"][d] for d in DIMS] for r in records])
+    return texts, y
+
+
+@pytest.fixture(scope="module")
+def data():
+    return _data(240, 11), _data(40, 12), _data(80, 13)
+
+
+def _mae(pred, y):
+    return float(np.abs(pred - y).mean())
+
+
+@pytest.fixture(scope="module")
+def fitted(data, tmp_path_factory):
+    (tr_x, tr_y), (va_x, va_y), _ = data
+    cache = tmp_path_factory.mktemp("emb")
+    members = [WORDS, {"kind": "probe", "params": {"head": "ridge", "head_tokens": 48, "tail_tokens": 16}}]
+    student = make_student("stack", DIMS, filter="t/v1", members=members, folds=3, cache_dir=cache)
+    return student.fit(tr_x, tr_y, va_x, va_y)
+
+
+def test_stack_beats_the_mean_and_is_no_worse_than_its_best_member(fitted, data):
+    (_, tr_y), _, (te_x, te_y) = data
+    stacked = fitted.predict(te_x)
+    members = fitted.predict_members(te_x)
+    assert stacked.shape == (len(te_x), len(DIMS)) and members.shape == (2, len(te_x), len(DIMS))
+    mean_mae = _mae(np.tile(tr_y.mean(0), (len(te_y), 1)), te_y)
+    best_member = min(_mae(m, te_y) for m in members)
+    assert _mae(stacked, te_y) < 0.75 * mean_mae
+    assert _mae(stacked, te_y) <= 1.05 * best_member
+    assert len(fitted.chosen_alphas) == len(DIMS)
+
+
+def test_stack_round_trips_and_reports_member_spread(fitted, data, tmp_path):
+    te_x = data[2][0]
+    fitted.save(tmp_path / "stack")
+    again = load_student(tmp_path / "stack")
+    assert again.kind == "stack" and [m.kind for m in again.members] == ["lexical", "probe"]
+    np.testing.assert_allclose(again.predict(te_x), fitted.predict(te_x), rtol=1e-5, atol=1e-5)
+    mean, spread = again.predict_with_spread(te_x[:5])
+    assert mean.shape == spread.shape == (5, len(DIMS)) and (spread > 0).any()
+    assert again.predict([]).shape == (0, len(DIMS))
+
+
+def test_the_meta_model_learns_from_out_of_fold_predictions(data):
+    """One member memorises its training set, the other is over-regularised. Fitted on in-sample predictions
+    the meta-model would copy the memoriser (perfect in sample); out of fold it learns how far to trust and
+    rescale each, and beats both members clearly."""
+    (tr_x, tr_y), _, (te_x, te_y) = data
+    memoriser = {"kind": "lexical", "params": {"char_ngram_max": 0, "alpha": 1e-4}}
+    shrunk = {"kind": "lexical", "params": {"char_ngram_max": 0, "alpha": 2.0}}
+    student = make_student("stack", DIMS, members=[memoriser, shrunk], folds=4).fit(tr_x, tr_y)
+    assert _mae(student.members[0].predict(tr_x), tr_y) < 0.01  # what an in-sample meta-model would see
+    members = student.predict_members(te_x)
+    assert _mae(student.predict(te_x), te_y) < 0.9 * min(_mae(m, te_y) for m in members)
+
+
+def test_members_given_as_json_and_bad_members_are_explained():
+    student = make_student("stack", DIMS, members=json.dumps([WORDS, "probe"]))
+    assert [m["kind"] for m in student.member_specs] == ["lexical", "probe"]
+    for members, message in [([], "non-empty list"), ([{"kind": "stack"}], "members may be"),
+                             ([{"kind": "nope"}], "members may be"), ([{"params": {}}], "with a 'kind'"),
+                             ("[not json", "not valid JSON")]:
+        with pytest.raises(ValueError, match=message):
+            make_student("stack", DIMS, members=members)
+    with pytest.raises(ValueError, match="folds >= 2"):
+        make_student("stack", DIMS, folds=1)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        make_student("stack", DIMS).predict(["text"])
+
+
+def test_the_trainer_fills_in_the_filters_encoder_for_probe_members(catalog):
+    from services.trainer.pipeline import student_for
+
+    spec = catalog.latest()[0]
+    student = student_for(spec, "stack", {"members": json.dumps(["lexical", {"kind": "probe",
+                                                                             "params": {"tail_tokens": 7}}])})
+    probe = student.member_specs[1]["params"]
+    assert probe["encoder"] == spec.student.encoder and probe["tail_tokens"] == 7
+    assert probe["head_tokens"] == spec.student.truncation.head_tokens
+    with pytest.raises(ValueError, match="members may be"):
+        student_for(spec, "stack", {"members": '[{"kind": "multi"}]'})
