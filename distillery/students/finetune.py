@@ -12,6 +12,7 @@ Base models by name (Qwen/Qwen2.5-0.5B, google/gemma-3-1b-pt, any AutoModel) for
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import tempfile
@@ -25,6 +26,8 @@ import numpy as np
 from distillery.students.base import Student
 from distillery.students.manifest import read_manifest, write_manifest
 from distillery.students.params import check_params
+
+logger = logging.getLogger(__name__)
 
 DEFAULTS: dict[str, Any] = {
     "base_model": "Qwen/Qwen2.5-0.5B",
@@ -268,12 +271,16 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any] | None:
         optimizer = torch.optim.AdamW(groups, weight_decay=float(params["weight_decay"]))
     rng = np.random.default_rng(int(params["seed"]))
     best_mae, best_state, bad_epochs, history = math.inf, None, 0, []
-    progress_file = config.get("progress_file")
+    sink = config.get("progress") if rank == 0 else None
     epochs = int(params["epochs"])
     for epoch in range(epochs):
         net.train()
         order = rng.permutation(len(train_ids))[rank::world]  # same permutation everywhere, one shard each
         steps, loss_sum = 0, 0.0
+        steps_per_epoch = max(1, -(-len(order) // bs))
+        if params["max_steps"]:
+            steps_per_epoch = min(steps_per_epoch, int(params["max_steps"]))
+        every = max(1, steps_per_epoch // 10)  # ~10 updates per epoch: long epochs are not silent
         for idx, input_ids, mask in _batches(train_ids, order, bs, pad, device):
             ctx = torch.autocast(device_type=device.type, dtype=torch.bfloat16) if (use_bf16 and not use_ds) else _Null()
             with ctx:
@@ -289,6 +296,9 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any] | None:
                 optimizer.step()
             steps += 1
             loss_sum += float(loss.detach())
+            if steps % every == 0 and steps < steps_per_epoch:
+                _emit(sink, {"epoch": epoch + 1, "epochs": epochs, "step": steps, "steps": steps_per_epoch,
+                             "train_loss": loss_sum / steps})
             if params["max_steps"] and steps >= int(params["max_steps"]):
                 break
         val_pred = predict_ids(raw_model, val_ids, pad, device, bf16=use_bf16)
@@ -300,9 +310,8 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any] | None:
             best_state = {k: v.detach().cpu().clone() for k, v in raw_model.state_dict().items()}
         else:
             bad_epochs += 1
-        if rank == 0 and progress_file:
-            with open(progress_file, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps({"epoch": epoch + 1, "epochs": epochs, "val_mae": val_mae}) + "\n")
+        _emit(sink, {"epoch": epoch + 1, "epochs": epochs, "step": steps_per_epoch, "steps": steps_per_epoch,
+                     "train_loss": loss_sum / max(1, steps), "val_mae": val_mae})
         stop = bad_epochs > int(params["patience"])
         if in_ray:
             import ray.train
@@ -320,6 +329,43 @@ def train_loop(config: dict[str, Any]) -> dict[str, Any] | None:
     if not in_ray:
         return {"state": best_state, "history": history, "best_val_mae": best_mae, "model": raw_model}
     return None
+
+
+def _emit(sink, item: dict[str, Any]) -> None:
+    """Send a progress item to the driver: a callable in process, a :class:`ProgressSink` actor under Ray."""
+    if sink is None:
+        return
+    if callable(sink):
+        sink(item)
+    else:
+        sink.report.remote(item)  # fire and forget: progress never slows or fails training
+
+
+class ProgressSink:
+    """A Ray actor that holds the rank-0 worker's progress items until the driver drains them.
+
+    Workers may run on other machines of a Ray cluster, so progress travels through Ray, not the file system.
+    """
+
+    def __init__(self):
+        self.items: list[dict[str, Any]] = []
+
+    def report(self, item: dict[str, Any]) -> None:
+        self.items.append(item)
+
+    def drain(self) -> list[dict[str, Any]]:
+        items, self.items = self.items, []
+        return items
+
+
+def describe_progress(item: dict[str, Any]) -> tuple[float, str]:
+    """(fraction done, message) of a progress item from the training loop."""
+    epochs = max(1, int(item["epochs"]))
+    frac = (int(item["epoch"]) - 1 + int(item["step"]) / max(1, int(item["steps"]))) / epochs
+    msg = f"epoch {item['epoch']}/{epochs} step {item['step']}/{item['steps']}: train loss {item['train_loss']:.4f}"
+    if "val_mae" in item:
+        msg = f"epoch {item['epoch']}/{epochs}: val MAE {item['val_mae']:.3f}"
+    return min(frac, 1.0), msg
 
 
 class FinetuneStudent(Student):
@@ -355,15 +401,13 @@ class FinetuneStudent(Student):
         if val_texts is None or not len(val_texts):
             val_texts, val_targets = list(texts)[: max(1, len(texts) // 10)], y[: max(1, len(texts) // 10)]
         with tempfile.TemporaryDirectory(prefix="distillery-finetune-") as tmp:
-            progress_file = str(Path(tmp) / "progress.jsonl")
             config = {"params": self.params, "train_texts": list(texts), "train_targets": y.tolist(),
-                      "val_texts": list(val_texts), "val_targets": np.asarray(val_targets).tolist(),
-                      "progress_file": progress_file}
+                      "val_texts": list(val_texts), "val_targets": np.asarray(val_targets).tolist()}
             if self.params["use_ray"]:
                 state, history = self._fit_ray(config, Path(tmp))
             else:
                 self._report(0.0, "fine-tuning")
-                result = train_loop(config)
+                result = train_loop({**config, "progress": lambda item: self._report(*describe_progress(item))})
                 state, history = result["state"], result["history"]
         self.history = history
         self._tok = _load_tokenizer(self.params)
@@ -390,25 +434,25 @@ class FinetuneStudent(Student):
                          num_cpus=max(2, int(self.params["num_workers"])), log_to_driver=False)
             started_here = True
         stop = threading.Event()
+        sink = ray.remote(num_cpus=0)(ProgressSink).remote()
 
-        def watch():
-            path = Path(config["progress_file"])
-            seen = 0
+        def drain() -> None:
+            for item in ray.get(sink.drain.remote()):
+                self._report(*describe_progress(item))
+
+        def watch() -> None:
             while not stop.wait(0.5):
-                if path.exists():
-                    lines = path.read_text(encoding="utf-8").splitlines()
-                    for line in lines[seen:]:
-                        item = json.loads(line)
-                        self._report(item["epoch"] / item["epochs"],
-                                     f"epoch {item['epoch']}/{item['epochs']}: val MAE {item['val_mae']:.3f}")
-                    seen = len(lines)
+                try:
+                    drain()
+                except Exception:  # progress is best effort; training reports its own errors
+                    logger.debug("progress drain failed", exc_info=True)
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
         try:
             use_gpu = torch.cuda.is_available()
             trainer = TorchTrainer(
-                train_loop, train_loop_config={**config, "in_ray": True},
+                train_loop, train_loop_config={**config, "in_ray": True, "progress": sink},
                 scaling_config=ScalingConfig(num_workers=int(self.params["num_workers"]), use_gpu=use_gpu),
                 run_config=RunConfig(name=f"finetune-{int(time.time())}", storage_path=str(tmp / "ray"),
                                      checkpoint_config=CheckpointConfig(num_to_keep=1)),
@@ -423,6 +467,9 @@ class FinetuneStudent(Student):
             with result.checkpoint.as_directory() as folder:
                 state = torch.load(Path(folder) / "model.pt", map_location="cpu", weights_only=True)
                 history = json.loads((Path(folder) / "history.json").read_text())
+            stop.set()
+            watcher.join(2)
+            drain()  # the last epoch's items
             return state, history
         finally:
             stop.set()

@@ -49,9 +49,15 @@ def test_finetune_on_ray_with_two_cpu_workers(tmp_path):
     te_x, te_y = _data(40, 3)
     student = make_student("finetune", DIMS, **_params(num_workers=2, epochs=2))
     seen = []
-    student.set_progress(lambda frac, msg: seen.append(msg))
+    student.set_progress(lambda frac, msg: seen.append((frac, msg)))
     student.fit(tr_x, tr_y, va_x, va_y)
     assert student.history and all("val_mae" in h for h in student.history)
+    # progress travels from the rank-0 worker through a Ray actor (works on a cluster, not only locally)
+    epoch_ends = [msg for _, msg in seen if "val MAE" in msg]
+    assert epoch_ends[-1].startswith("epoch 2/2: val MAE") and len(epoch_ends) == 2
+    assert any("step" in msg for _, msg in seen)
+    fracs = [frac for frac, _ in seen]
+    assert fracs == sorted(fracs) and fracs[-1] == 1.0
     pred = student.predict(te_x)
     assert pred.shape == (40, 2)
     mean_mae = np.abs(tr_y.mean(0) - te_y).mean()
@@ -64,7 +70,10 @@ def test_finetune_on_ray_with_two_cpu_workers(tmp_path):
 def test_finetune_without_ray_and_bad_params():
     tr_x, tr_y = _data(60, 4)
     student = make_student("finetune", DIMS, **_params(use_ray=False, epochs=1, max_steps=2))
+    seen = []
+    student.set_progress(lambda frac, msg: seen.append((frac, msg)))
     student.fit(tr_x, tr_y, tr_x[:10], tr_y[:10])
     assert student.predict(tr_x[:3]).shape == (3, 2) and len(student.history) == 1
+    assert seen[-1][0] == 1.0 and seen[-1][1].startswith("epoch 1/1: val MAE")
     with pytest.raises(ValueError, match="deepspeed must be one of"):
         make_student("finetune", DIMS, deepspeed="maybe")
