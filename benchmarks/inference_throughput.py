@@ -10,7 +10,7 @@ Models are trained on the real oracle-labelled ``sustainability v1`` articles (r
 
     .venv/bin/python benchmarks/inference_throughput.py [--seconds 10] [--backends torch,onnx,onnx-int8]
 
-Writes benchmarks/results/inference_throughput.{json,md}.
+Writes benchmarks/results/inference_throughput.{json,md} (``--name`` picks another stem).
 """
 
 from __future__ import annotations
@@ -160,6 +160,8 @@ def main(argv=None) -> int:
     p.add_argument("--backends", default="torch,torch-bf16,onnx,onnx-int8")
     p.add_argument("--articles", type=int, default=3000)
     p.add_argument("--skip-lexical", action="store_true")
+    p.add_argument("--name", default="inference_throughput",
+                   help="results file stem under benchmarks/results (another name keeps the reference run)")
     args = p.parse_args(argv)
 
     from distillery.filters import FilterCatalog
@@ -212,7 +214,8 @@ def main(argv=None) -> int:
                 payload["int8_served"] = served
         finally:
             svc.stop()
-    write_results("inference_throughput", payload, ["model", "metric", "value", "goal", "met"], rows,
+    payload["load_average_1m_at_end"] = os.getloadavg()[0]
+    write_results(args.name, payload, ["model", "metric", "value", "goal", "met"], rows,
                   "python benchmarks/inference_throughput.py " + " ".join(argv or sys.argv[1:]))
     return 0
 

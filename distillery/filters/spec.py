@@ -220,7 +220,7 @@ class OracleSettings(_Strict):
 class StudentSettings(_Strict):
     """Default student for this filter and its serving thresholds."""
 
-    kind: Literal["lexical", "probe", "finetune", "multi", "ensemble"] = Field(
+    kind: Literal["lexical", "probe", "finetune", "multi", "ensemble", "stack"] = Field(
         default="probe", description="Default student kind trained for this filter."
     )
     encoder: str = Field(default="all-MiniLM-L6-v2", description="Encoder for probe students.")
@@ -228,6 +228,11 @@ class StudentSettings(_Strict):
     truncation: Truncation = Field(default_factory=Truncation, description="Head + tail cut of long texts.")
     uncertain_interval_width: float = Field(
         default=4.0, gt=0, description="Flag a prediction uncertain when an interval is wider than this."
+    )
+    uncertain_member_spread: float | None = Field(
+        default=None, gt=0, le=10,
+        description="Students with members (ensemble, stack): flag a prediction uncertain when the members' standard deviation of "
+        "any dimension's raw score (0-10 scale) exceeds this. None: members' disagreement is not used.",
     )
     cascade_threshold: float | None = Field(
         default=None, ge=0, le=10, description="Run the expensive stage only when the cheap overall >= this."

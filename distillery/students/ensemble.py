@@ -1,7 +1,9 @@
 """``ensemble``: k members of another kind, trained on bootstrap resamples (or only with different seeds).
 
-The prediction is the members' mean; their standard deviation (:meth:`EnsembleStudent.spread`) is an
-uncertainty signal that the registry's :class:`~distillery.registry.LoadedModel` reports.
+The prediction is the members' mean; their standard deviation (:meth:`EnsembleStudent.predict_with_spread`)
+is an uncertainty signal that the registry's :class:`~distillery.registry.LoadedModel` reports. The inference
+service returns it per dimension (``DimensionScore.spread``) and flags a result uncertain when it exceeds the
+filter's ``student.uncertain_member_spread``.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ its columns) that the registry stores under that filter; loading it back gives t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -57,6 +58,7 @@ class MultiStudent(Student):
         self.filters = list(dict.fromkeys(d.split(":", 1)[0] for d in self.dimensions))
         self._net = None
         self._encoder = None
+        self._fingerprint: str | None = None
 
     def columns(self, filter_ref: str) -> list[int]:
         cols = [i for i, d in enumerate(self.dimensions) if d.split(":", 1)[0] == filter_ref]
@@ -146,6 +148,7 @@ class MultiStudent(Student):
         if best_state is not None:
             net.load_state_dict(best_state)
         self._net = net.eval()
+        self._fingerprint = None
         return self
 
     def predict_embeddings(self, X: np.ndarray) -> np.ndarray:
@@ -167,6 +170,24 @@ class MultiStudent(Student):
 
     def view(self, filter_ref: str) -> MultiView:
         return MultiView(self, filter_ref)
+
+    def fingerprint(self) -> str:
+        """Identity of the trained weights (columns, params, trunk and heads), for serving.
+
+        Each filter's view is registered as its own registry version, so two filters' promoted versions
+        are one model exactly when their fingerprints match: the inference service then runs the trunk
+        once for both. Computed once; a fitted student's weights do not change afterwards.
+        """
+        if self._net is None:
+            raise RuntimeError("multi student is not fitted")
+        if self._fingerprint is None:
+            digest = hashlib.sha256(json.dumps([self.dimensions, self.params], sort_keys=True,
+                                               default=str).encode())
+            for name, tensor in sorted(self._net.state_dict().items()):
+                digest.update(name.encode())
+                digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+            self._fingerprint = digest.hexdigest()[:24]
+        return self._fingerprint
 
     def save(self, path: Path, view: str = "") -> None:
         import torch
@@ -210,6 +231,14 @@ class MultiView(Student):
 
     def fit(self, texts, targets, val_texts=None, val_targets=None):
         raise ValueError("train the multi student itself (all filters jointly), then take views")
+
+    @property
+    def column_indices(self) -> list[int]:
+        """This filter's columns in the multi student's full output (``multi.predict_embeddings``)."""
+        return list(self._cols)
+
+    def predict_embeddings(self, X: np.ndarray) -> np.ndarray:
+        return self.multi.predict_embeddings(X)[:, self._cols]
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         return self.multi.predict(texts)[:, self._cols]

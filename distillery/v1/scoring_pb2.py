@@ -26,31 +26,31 @@ from distillery.v1 import article_pb2 as distillery_dot_v1_dot_article__pb2
 from distillery.v1 import common_pb2 as distillery_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x64istillery/v1/scoring.proto\x12\rdistillery.v1\x1a\x1b\x64istillery/v1/article.proto\x1a\x1a\x64istillery/v1/common.proto\"]\n\x0e\x44imensionScore\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03raw\x18\x02 \x01(\x01\x12\x12\n\ncalibrated\x18\x03 \x01(\x01\x12\r\n\x05lower\x18\x04 \x01(\x01\x12\r\n\x05upper\x18\x05 \x01(\x01\"n\n\x07Timings\x12\x15\n\rqueue_seconds\x18\x01 \x01(\x01\x12\x1a\n\x12preprocess_seconds\x18\x02 \x01(\x01\x12\x19\n\x11inference_seconds\x18\x03 \x01(\x01\x12\x15\n\rtotal_seconds\x18\x04 \x01(\x01\"\xb2\x02\n\x0bScoreResult\x12\x12\n\narticle_id\x18\x01 \x01(\t\x12(\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x18.distillery.v1.FilterRef\x12\x31\n\ndimensions\x18\x03 \x03(\x0b\x32\x1d.distillery.v1.DimensionScore\x12\x0f\n\x07overall\x18\x04 \x01(\x01\x12\x0c\n\x04tier\x18\x05 \x01(\t\x12\x11\n\tuncertain\x18\x06 \x01(\x08\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x12#\n\x05stage\x18\x08 \x01(\x0e\x32\x14.distillery.v1.Stage\x12\'\n\x07timings\x18\t \x01(\x0b\x32\x16.distillery.v1.Timings\x12\x1b\n\x13gatekeepers_applied\x18\n \x03(\t\"b\n\x0cScoreRequest\x12\'\n\x07\x61rticle\x18\x01 \x01(\x0b\x32\x16.distillery.v1.Article\x12)\n\x07\x66ilters\x18\x02 \x03(\x0b\x32\x18.distillery.v1.FilterRef\"P\n\rScoreResponse\x12\x12\n\narticle_id\x18\x01 \x01(\t\x12+\n\x07results\x18\x02 \x03(\x0b\x32\x1a.distillery.v1.ScoreResult\"h\n\x11ScoreBatchRequest\x12(\n\x08\x61rticles\x18\x01 \x03(\x0b\x32\x16.distillery.v1.Article\x12)\n\x07\x66ilters\x18\x02 \x03(\x0b\x32\x18.distillery.v1.FilterRef\"E\n\x12ScoreBatchResponse\x12/\n\tresponses\x18\x01 \x03(\x0b\x32\x1c.distillery.v1.ScoreResponse\"n\n\x13ScoreStreamResponse\x12.\n\x08response\x18\x01 \x01(\x0b\x32\x1c.distillery.v1.ScoreResponse\x12\'\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x18.distillery.v1.ItemError*V\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTAGE_SINGLE\x10\x01\x12\x0f\n\x0bSTAGE_CHEAP\x10\x02\x12\x13\n\x0fSTAGE_EXPENSIVE\x10\x03\x32\xfb\x01\n\x0eScoringService\x12\x42\n\x05Score\x12\x1b.distillery.v1.ScoreRequest\x1a\x1c.distillery.v1.ScoreResponse\x12Q\n\nScoreBatch\x12 .distillery.v1.ScoreBatchRequest\x1a!.distillery.v1.ScoreBatchResponse\x12R\n\x0bScoreStream\x12\x1b.distillery.v1.ScoreRequest\x1a\".distillery.v1.ScoreStreamResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x64istillery/v1/scoring.proto\x12\rdistillery.v1\x1a\x1b\x64istillery/v1/article.proto\x1a\x1a\x64istillery/v1/common.proto\"m\n\x0e\x44imensionScore\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03raw\x18\x02 \x01(\x01\x12\x12\n\ncalibrated\x18\x03 \x01(\x01\x12\r\n\x05lower\x18\x04 \x01(\x01\x12\r\n\x05upper\x18\x05 \x01(\x01\x12\x0e\n\x06spread\x18\x06 \x01(\x01\"n\n\x07Timings\x12\x15\n\rqueue_seconds\x18\x01 \x01(\x01\x12\x1a\n\x12preprocess_seconds\x18\x02 \x01(\x01\x12\x19\n\x11inference_seconds\x18\x03 \x01(\x01\x12\x15\n\rtotal_seconds\x18\x04 \x01(\x01\"\xb2\x02\n\x0bScoreResult\x12\x12\n\narticle_id\x18\x01 \x01(\t\x12(\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x18.distillery.v1.FilterRef\x12\x31\n\ndimensions\x18\x03 \x03(\x0b\x32\x1d.distillery.v1.DimensionScore\x12\x0f\n\x07overall\x18\x04 \x01(\x01\x12\x0c\n\x04tier\x18\x05 \x01(\t\x12\x11\n\tuncertain\x18\x06 \x01(\x08\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x12#\n\x05stage\x18\x08 \x01(\x0e\x32\x14.distillery.v1.Stage\x12\'\n\x07timings\x18\t \x01(\x0b\x32\x16.distillery.v1.Timings\x12\x1b\n\x13gatekeepers_applied\x18\n \x03(\t\"b\n\x0cScoreRequest\x12\'\n\x07\x61rticle\x18\x01 \x01(\x0b\x32\x16.distillery.v1.Article\x12)\n\x07\x66ilters\x18\x02 \x03(\x0b\x32\x18.distillery.v1.FilterRef\"P\n\rScoreResponse\x12\x12\n\narticle_id\x18\x01 \x01(\t\x12+\n\x07results\x18\x02 \x03(\x0b\x32\x1a.distillery.v1.ScoreResult\"h\n\x11ScoreBatchRequest\x12(\n\x08\x61rticles\x18\x01 \x03(\x0b\x32\x16.distillery.v1.Article\x12)\n\x07\x66ilters\x18\x02 \x03(\x0b\x32\x18.distillery.v1.FilterRef\"E\n\x12ScoreBatchResponse\x12/\n\tresponses\x18\x01 \x03(\x0b\x32\x1c.distillery.v1.ScoreResponse\"n\n\x13ScoreStreamResponse\x12.\n\x08response\x18\x01 \x01(\x0b\x32\x1c.distillery.v1.ScoreResponse\x12\'\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x18.distillery.v1.ItemError*V\n\x05Stage\x12\x15\n\x11STAGE_UNSPECIFIED\x10\x00\x12\x10\n\x0cSTAGE_SINGLE\x10\x01\x12\x0f\n\x0bSTAGE_CHEAP\x10\x02\x12\x13\n\x0fSTAGE_EXPENSIVE\x10\x03\x32\xfb\x01\n\x0eScoringService\x12\x42\n\x05Score\x12\x1b.distillery.v1.ScoreRequest\x1a\x1c.distillery.v1.ScoreResponse\x12Q\n\nScoreBatch\x12 .distillery.v1.ScoreBatchRequest\x1a!.distillery.v1.ScoreBatchResponse\x12R\n\x0bScoreStream\x12\x1b.distillery.v1.ScoreRequest\x1a\".distillery.v1.ScoreStreamResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'distillery.v1.scoring_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STAGE']._serialized_start=1090
-  _globals['_STAGE']._serialized_end=1176
+  _globals['_STAGE']._serialized_start=1106
+  _globals['_STAGE']._serialized_end=1192
   _globals['_DIMENSIONSCORE']._serialized_start=103
-  _globals['_DIMENSIONSCORE']._serialized_end=196
-  _globals['_TIMINGS']._serialized_start=198
-  _globals['_TIMINGS']._serialized_end=308
-  _globals['_SCORERESULT']._serialized_start=311
-  _globals['_SCORERESULT']._serialized_end=617
-  _globals['_SCOREREQUEST']._serialized_start=619
-  _globals['_SCOREREQUEST']._serialized_end=717
-  _globals['_SCORERESPONSE']._serialized_start=719
-  _globals['_SCORERESPONSE']._serialized_end=799
-  _globals['_SCOREBATCHREQUEST']._serialized_start=801
-  _globals['_SCOREBATCHREQUEST']._serialized_end=905
-  _globals['_SCOREBATCHRESPONSE']._serialized_start=907
-  _globals['_SCOREBATCHRESPONSE']._serialized_end=976
-  _globals['_SCORESTREAMRESPONSE']._serialized_start=978
-  _globals['_SCORESTREAMRESPONSE']._serialized_end=1088
-  _globals['_SCORINGSERVICE']._serialized_start=1179
-  _globals['_SCORINGSERVICE']._serialized_end=1430
+  _globals['_DIMENSIONSCORE']._serialized_end=212
+  _globals['_TIMINGS']._serialized_start=214
+  _globals['_TIMINGS']._serialized_end=324
+  _globals['_SCORERESULT']._serialized_start=327
+  _globals['_SCORERESULT']._serialized_end=633
+  _globals['_SCOREREQUEST']._serialized_start=635
+  _globals['_SCOREREQUEST']._serialized_end=733
+  _globals['_SCORERESPONSE']._serialized_start=735
+  _globals['_SCORERESPONSE']._serialized_end=815
+  _globals['_SCOREBATCHREQUEST']._serialized_start=817
+  _globals['_SCOREBATCHREQUEST']._serialized_end=921
+  _globals['_SCOREBATCHRESPONSE']._serialized_start=923
+  _globals['_SCOREBATCHRESPONSE']._serialized_end=992
+  _globals['_SCORESTREAMRESPONSE']._serialized_start=994
+  _globals['_SCORESTREAMRESPONSE']._serialized_end=1104
+  _globals['_SCORINGSERVICE']._serialized_start=1195
+  _globals['_SCORINGSERVICE']._serialized_end=1446
 # @@protoc_insertion_point(module_scope)

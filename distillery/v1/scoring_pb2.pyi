@@ -21,18 +21,20 @@ STAGE_CHEAP: Stage
 STAGE_EXPENSIVE: Stage
 
 class DimensionScore(_message.Message):
-    __slots__ = ("name", "raw", "calibrated", "lower", "upper")
+    __slots__ = ("name", "raw", "calibrated", "lower", "upper", "spread")
     NAME_FIELD_NUMBER: _ClassVar[int]
     RAW_FIELD_NUMBER: _ClassVar[int]
     CALIBRATED_FIELD_NUMBER: _ClassVar[int]
     LOWER_FIELD_NUMBER: _ClassVar[int]
     UPPER_FIELD_NUMBER: _ClassVar[int]
+    SPREAD_FIELD_NUMBER: _ClassVar[int]
     name: str
     raw: float
     calibrated: float
     lower: float
     upper: float
-    def __init__(self, name: _Optional[str] = ..., raw: _Optional[float] = ..., calibrated: _Optional[float] = ..., lower: _Optional[float] = ..., upper: _Optional[float] = ...) -> None: ...
+    spread: float
+    def __init__(self, name: _Optional[str] = ..., raw: _Optional[float] = ..., calibrated: _Optional[float] = ..., lower: _Optional[float] = ..., upper: _Optional[float] = ..., spread: _Optional[float] = ...) -> None: ...
 
 class Timings(_message.Message):
     __slots__ = ("queue_seconds", "preprocess_seconds", "inference_seconds", "total_seconds")

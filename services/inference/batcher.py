@@ -31,6 +31,10 @@ class DeadlineExceededError(TimeoutError):
     """The request's deadline passed before its item ran (DEADLINE_EXCEEDED)."""
 
 
+class BatcherClosedError(OverloadedError):
+    """The batcher was closed (shutdown, or retired by a hot reload); the engine resubmits elsewhere."""
+
+
 @dataclass
 class _Item(Generic[T]):
     payload: T
@@ -87,7 +91,7 @@ class DynamicBatcher(Generic[T]):
         items = [_Item(p, max(1, int(c)), deadline, now) for p, c in zip(payloads, costs, strict=True)]
         with self._cond:
             if self._closed:
-                raise OverloadedError(f"{self.name}: the scorer is shutting down; retry on another replica")
+                raise BatcherClosedError(f"{self.name}: the scorer is shutting down; retry on another replica")
             if len(self._queue) + len(items) > self.max_queue:
                 metrics.REJECTED.labels("overloaded").inc(len(items))
                 raise OverloadedError(
@@ -102,6 +106,10 @@ class DynamicBatcher(Generic[T]):
     @property
     def depth(self) -> int:
         return len(self._queue)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop taking work; items already queued still run."""

@@ -3,6 +3,15 @@
 It knows nothing of gRPC or Kafka: the servicer and the stage turn its :class:`FilterResult` objects
 into protobuf. Models are swapped atomically per (filter, role): a batch holds on to the model it
 started with, so a hot reload never fails a request in flight.
+
+Batching runs in *lanes*, one :class:`DynamicBatcher` each. A model of its own has a lane per (filter,
+role). Models that share their expensive part (a :class:`~services.inference.models.SharedModel`: probes
+and ``multi`` views on one encoder) share one lane keyed by ``share_key``: an article wanted by several of
+those filters is one item, embedded once, and the lane's batch runs one forward pass for all of them
+(a ``multi`` model's trunk once per batch too); each filter's model then applies its own head and
+calibration. A reload that moves a filter to another lane retires the old lane once nothing uses it: its
+queued items still run with the models they were queued with, and a request that raced the retirement is
+resubmitted to the new lane.
 """
 
 from __future__ import annotations
@@ -10,7 +19,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
@@ -19,14 +29,16 @@ import numpy as np
 from distillery.filters import FilterSpec, UnknownFilterError, overall_scores, tier_for
 from distillery.rpc.errors import PreconditionError, UnavailableError
 from services.inference import metrics
-from services.inference.batcher import BatchInfo, DeadlineExceededError, DynamicBatcher
+from services.inference.batcher import BatcherClosedError, BatchInfo, DeadlineExceededError, DynamicBatcher
 from services.inference.models import (
     CHEAP,
     PRIMARY,
     ModelRef,
     ModelSource,
+    Prediction,
     ServedModel,
     reference_of,
+    share_key_of,
     student_text,
 )
 
@@ -57,6 +69,8 @@ class FilterResult:
     preprocess_seconds: float = 0.0
     inference_seconds: float = 0.0
     total_seconds: float = 0.0
+    # Ensemble members' standard deviation of the raw score per dimension; None for a single model.
+    spread: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +91,33 @@ class _Row:
     preprocess_seconds: float
     inference_seconds: float
     queue_seconds: float = 0.0
+    spread: np.ndarray | None = None
+
+
+Member = tuple[str, str]  # (filter name, role)
+
+
+@dataclass(frozen=True)
+class _Work:
+    """One article in a lane: its text and the model of each (filter, role) that wants it scored.
+
+    The models are the ones served when the request was submitted, so a batch never mixes in a version
+    that a reload installed after the request arrived.
+    """
+
+    text: str
+    cost: int
+    models: tuple[tuple[Member, ServedModel], ...]
+
+
+@dataclass
+class _Lane:
+    """One batcher and what it serves: a model of its own (``shared`` False) or a shared part."""
+
+    key: Hashable
+    label: str
+    shared: bool
+    batcher: DynamicBatcher | None = None
 
 
 @dataclass
@@ -88,12 +129,11 @@ class _MetricChildren:
 
 @dataclass
 class FilterSlot:
-    """Everything served for one filter: its models by role and one batcher per role."""
+    """Everything served for one filter: its models by role (batched in the engine's lanes)."""
 
     spec: FilterSpec
     refs: dict[str, ModelRef] = field(default_factory=dict)
     models: dict[str, ServedModel] = field(default_factory=dict)
-    batchers: dict[str, DynamicBatcher] = field(default_factory=dict)
 
     _children: _MetricChildren | None = None
     # (dimension, band) label pairs of the reference gauge exported for this filter's primary model
@@ -123,6 +163,8 @@ class ScoringEngine:
         self.limits = limits
         self.cascade = cascade
         self.slots: dict[str, FilterSlot] = {s.name: FilterSlot(s) for s in specs}
+        # Replaced as a whole under _reload_lock; readers take one reference and never see half an update.
+        self._lanes: dict[Hashable, _Lane] = {}
         self._reload_lock = threading.Lock()
         self._closed = False
 
@@ -164,20 +206,52 @@ class ScoringEngine:
                     metrics.RELOADS.labels(name, "ok").inc()
                     logger.info("model loaded", extra={"fields": {
                         "filter": name, "role": role, "version": ref.version,
+                        "lane": self._lanes[self._lane_key(name, role, model)].label,
                         "previous": current.version if current else None}})
+            if changes:
+                self._retire_unused_lanes()
         return changes
 
+    # -- lanes -------------------------------------------------------------------------------------------
+    @staticmethod
+    def _lane_key(name: str, role: str, model: ServedModel) -> Hashable:
+        share = share_key_of(model)
+        return ("own", name, role) if share is None else ("shared", share)
+
+    def _open_lane(self, name: str, role: str, model: ServedModel) -> None:
+        """Start the lane ``model`` is served in, unless it runs already (called under _reload_lock)."""
+        key = self._lane_key(name, role, model)
+        if key in self._lanes:
+            return
+        shared = key[0] == "shared"
+        label = (getattr(model, "share_label", "") or "shared") if shared else f"{name}/{role}"
+        lane = _Lane(key, label, shared)
+        lane.batcher = DynamicBatcher(
+            label, self._processor(lane),
+            max_batch_size=self.limits.max_batch_size,
+            max_batch_tokens=self.limits.max_batch_tokens,
+            max_wait_s=self.limits.max_wait_s,
+            max_queue=self.limits.max_queue,
+            labels=(label, "shared") if shared else (name, role),
+        )
+        self._lanes = {**self._lanes, key: lane}
+        if shared:
+            logger.info("shared lane opened", extra={"fields": {"lane": label}})
+
+    def _retire_unused_lanes(self) -> None:
+        """Close lanes no served model uses any more; their queued items still run (called under _reload_lock)."""
+        used = {self._lane_key(name, role, model)
+                for name, slot in self.slots.items() for role, model in slot.models.items()}
+        retired = [lane for key, lane in self._lanes.items() if key not in used]
+        if not retired:
+            return
+        self._lanes = {key: lane for key, lane in self._lanes.items() if key in used}
+        for lane in retired:
+            lane.batcher.close(timeout=0)  # the worker drains what is queued, then ends
+            logger.info("lane retired", extra={"fields": {"lane": lane.label}})
+
     def _install(self, slot: FilterSlot, role: str, ref: ModelRef, model: ServedModel) -> None:
-        if role not in slot.batchers:
-            slot.batchers[role] = DynamicBatcher(
-                f"{slot.spec.name}/{role}",
-                self._processor(slot, role),
-                max_batch_size=self.limits.max_batch_size,
-                max_batch_tokens=self.limits.max_batch_tokens,
-                max_wait_s=self.limits.max_wait_s,
-                max_queue=self.limits.max_queue,
-                labels=(slot.spec.name, role),
-            )
+        self._open_lane(slot.spec.name, role, model)  # before the model is visible, so requests find its lane
         # Plain attribute assignment of a new dict: readers see the old or the new mapping, never half.
         slot.models = {**slot.models, role: model}
         slot.refs = {**slot.refs, role: ref}
@@ -208,33 +282,63 @@ class ScoringEngine:
             logger.info("served model has no reference distribution; drift falls back to the 7-day comparison",
                         extra={"fields": {"filter": name, "version": getattr(model, "version", "")}})
 
-    def _processor(self, slot: FilterSlot, role: str):
-        name = slot.spec.name
-
-        def process(texts: list[str], info: BatchInfo) -> list[_Row]:
-            model = slot.models[role]  # the batch keeps this version even if a reload swaps it meanwhile
+    def _processor(self, lane: _Lane):
+        def process(works: list[_Work], info: BatchInfo) -> list[dict[Member, _Row | Exception]]:
+            texts = [w.text for w in works]
+            # Who wants which rows: one entry per (member, model); a batch keeps the versions it was given.
+            wanted: dict[tuple[Member, int], tuple[Member, ServedModel, list[int]]] = {}
+            for i, work in enumerate(works):
+                for member, model in work.models:
+                    wanted.setdefault((member, id(model)), (member, model, []))[2].append(i)
+            out: list[dict[Member, _Row | Exception]] = [{} for _ in works]
             start = time.perf_counter()
-            pred = model.predict(texts)
-            elapsed = time.perf_counter() - start
-            inference = pred.inference_seconds or max(0.0, elapsed - pred.preprocess_seconds)
-            metrics.BATCH_SIZE.labels(name, role).observe(info.size)
-            metrics.BATCH_TOKENS.labels(name, role).observe(info.tokens)
-            metrics.TOKENS.labels(name, role).inc(info.tokens)
-            metrics.PHASE_SECONDS.labels("preprocess").observe(pred.preprocess_seconds)
-            metrics.PHASE_SECONDS.labels("inference").observe(inference)
-            return [
-                _Row(pred.raw[i], pred.calibrated[i], pred.lower[i], pred.upper[i], model.version,
-                     pred.preprocess_seconds, inference)
-                for i in range(len(texts))
-            ]
+            if lane.shared:
+                lead = works[0].models[0][1]  # every model of a shared lane gives the same forward output
+                shared = lead.forward(texts)
+                metrics.FORWARD_PASSES.labels(lane.label).inc()
+            for member, model, rows in wanted.values():
+                try:
+                    if lane.shared:
+                        pred = model.finish(shared, rows)
+                    else:
+                        metrics.FORWARD_PASSES.labels(lane.label).inc()
+                        pred = model.predict(texts if len(rows) == len(texts) else [texts[r] for r in rows])
+                except Exception as exc:  # one filter's head failing must not fail the other filters' results
+                    if not lane.shared:
+                        raise
+                    logger.exception("scoring failed", extra={"fields": {"filter": member[0], "lane": lane.label}})
+                    for r in rows:
+                        out[r][member] = exc
+                    continue
+                self._fan_out(member, model, pred, rows, works, out, start)
+            return out
 
         return process
 
+    @staticmethod
+    def _fan_out(member: Member, model: ServedModel, pred: Prediction, rows: list[int], works: list[_Work],
+                 out: list[dict[Member, _Row | Exception]], start: float) -> None:
+        name, role = member
+        elapsed = time.perf_counter() - start
+        inference = pred.inference_seconds or max(0.0, elapsed - pred.preprocess_seconds)
+        tokens = sum(works[r].cost for r in rows)
+        metrics.BATCH_SIZE.labels(name, role).observe(len(rows))
+        metrics.BATCH_TOKENS.labels(name, role).observe(tokens)
+        metrics.TOKENS.labels(name, role).inc(tokens)
+        metrics.PHASE_SECONDS.labels("preprocess").observe(pred.preprocess_seconds)
+        metrics.PHASE_SECONDS.labels("inference").observe(inference)
+        spread = pred.spread
+        for k, r in enumerate(rows):
+            out[r][member] = _Row(pred.raw[k], pred.calibrated[k], pred.lower[k], pred.upper[k], model.version,
+                                  pred.preprocess_seconds, inference,
+                                  spread=None if spread is None else spread[k])
+
     def close(self) -> None:
         self._closed = True
-        for slot in self.slots.values():
-            for batcher in slot.batchers.values():
-                batcher.close()
+        with self._reload_lock:
+            lanes, self._lanes = list(self._lanes.values()), {}
+        for lane in lanes:
+            lane.batcher.close()
 
     def served(self) -> dict[str, dict[str, str]]:
         """``{filter: {role: version}}`` of what is loaded now."""
@@ -284,27 +388,30 @@ class ScoringEngine:
             raise UnavailableError("the scorer is shutting down")
         start = time.monotonic()
         texts = [student_text(a.title, a.text) for a in articles]
-        # First pass: every filter's first stage, submitted before waiting so the filters overlap.
-        first: list[tuple[FilterSlot, str, str, list]] = []
+        # First pass: every filter's first stage, submitted before waiting so the filters overlap (and
+        # filters on one shared lane get one item per article).
+        first: list[tuple[FilterSlot, str, str]] = []
         for slot in slots:
             cascade = self.cascade and slot.cascade_active
-            role = CHEAP if cascade else PRIMARY
-            stage = STAGE_CHEAP if cascade else STAGE_SINGLE
-            first.append((slot, role, stage, self._submit(slot, role, texts, deadline)))
+            first.append((slot, CHEAP if cascade else PRIMARY, STAGE_CHEAP if cascade else STAGE_SINGLE))
+        everything = range(len(texts))
+        pending = self._submit([(slot, role, everything) for slot, role, _ in first], texts, deadline)
         per_filter: list[list[FilterResult]] = []
-        second: list[tuple[int, list[int], list]] = []
-        for k, (slot, role, stage, futures) in enumerate(first):
-            rows = self._wait(futures, deadline)
+        second: list[tuple[int, list[int]]] = []
+        for k, (slot, role, stage) in enumerate(first):
+            rows = self._wait(pending[(slot.spec.name, role)], (slot.spec.name, role), deadline)
             results = self._finish(slot, articles, rows, stage)
             per_filter.append(results)
             if stage == STAGE_CHEAP:
                 threshold = slot.spec.student.cascade_threshold
                 escalate = [i for i, r in enumerate(results) if r.overall >= threshold]
                 if escalate:
-                    second.append((k, escalate, self._submit(slot, PRIMARY, [texts[i] for i in escalate], deadline)))
-        for k, indices, futures in second:
+                    second.append((k, escalate))
+        if second:
+            pending = self._submit([(first[k][0], PRIMARY, indices) for k, indices in second], texts, deadline)
+        for k, indices in second:
             slot = first[k][0]
-            rows = self._wait(futures, deadline)
+            rows = self._wait(pending[(slot.spec.name, PRIMARY)], (slot.spec.name, PRIMARY), deadline)
             expensive = self._finish(slot, [articles[i] for i in indices], rows, STAGE_EXPENSIVE)
             for i, result in zip(indices, expensive, strict=True):
                 cheap = per_filter[k][i]
@@ -334,24 +441,67 @@ class ScoringEngine:
                 children.uncertain.inc(uncertain)
         return out
 
-    def _submit(self, slot: FilterSlot, role: str, texts: list[str], deadline: float | None) -> list:
-        model = slot.models.get(role)
-        batcher = slot.batchers.get(role)
-        if model is None or batcher is None:
-            raise PreconditionError(f"no {role} model is loaded for filter {slot.spec.ref}")
-        return batcher.submit(texts, [model.cost(t) for t in texts], deadline)
+    def _submit(self, wanted: Sequence[tuple[FilterSlot, str, Sequence[int]]], texts: list[str],
+                deadline: float | None) -> dict[Member, list[Future]]:
+        """Queue ``texts[i]`` for each (slot, role, indices); futures per (filter, role), in ``indices`` order.
+
+        Members on one lane share an item per article. A lane that a concurrent reload retired refuses
+        the items (BatcherClosedError); they are resubmitted with the models served now, so a reload
+        never fails a request.
+        """
+        by_index: dict[Member, dict[int, Future]] = {}
+        todo = list(wanted)
+        for _attempt in range(100):
+            lanes: dict[Hashable, tuple[_Lane, dict[int, list]]] = {}
+            owners: dict[Hashable, list] = {}
+            retry = []
+            for slot, role, indices in todo:
+                model = slot.models.get(role)
+                if model is None:
+                    raise PreconditionError(f"no {role} model is loaded for filter {slot.spec.ref}")
+                lane = self._lanes.get(self._lane_key(slot.spec.name, role, model))
+                if lane is None:  # retired between reading the model and the lanes: read both again
+                    retry.append((slot, role, indices))
+                    continue
+                per_index = lanes.setdefault(lane.key, (lane, {}))[1]
+                member = (slot.spec.name, role)
+                for i in indices:
+                    per_index.setdefault(i, []).append((member, model))
+                owners.setdefault(lane.key, []).append((slot, role, indices))
+            for key, (lane, per_index) in lanes.items():
+                order = list(per_index)
+                works = [_Work(texts[i], per_index[i][0][1].cost(texts[i]), tuple(per_index[i])) for i in order]
+                try:
+                    futures = lane.batcher.submit(works, [w.cost for w in works], deadline)
+                except BatcherClosedError:
+                    retry.extend(owners[key])
+                    continue
+                for i, future in zip(order, futures, strict=True):
+                    for member, _model in per_index[i]:
+                        by_index.setdefault(member, {})[i] = future
+            if not retry:
+                return {(slot.spec.name, role): [by_index[(slot.spec.name, role)][i] for i in indices]
+                        for slot, role, indices in wanted}
+            if self._closed:
+                raise UnavailableError("the scorer is shutting down")
+            todo = retry
+            time.sleep(0.001)  # a reload is swapping lanes right now; it finishes in microseconds
+        raise UnavailableError("the served models keep changing; retry the request")
 
     @staticmethod
-    def _wait(futures: list, deadline: float | None) -> list[_Row]:
+    def _wait(futures: list[Future], member: Member, deadline: float | None) -> list[_Row]:
         rows = []
         for future in futures:
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                row, wait, _info = future.result(timeout=timeout)
+                by_member, wait, _info = future.result(timeout=timeout)
             except FutureTimeout:
                 for f in futures:
                     f.cancel()
                 raise DeadlineExceededError("the deadline passed while the article waited to be scored") from None
+            row = by_member[member]
+            if isinstance(row, Exception):  # this filter's head failed on a batch shared with other filters
+                raise row
             row.queue_seconds = wait
             rows.append(row)
         return rows
@@ -362,11 +512,14 @@ class ScoringEngine:
         calibrated = np.clip(np.stack([r.calibrated for r in rows]), 0.0, 10.0)
         overall, applied = overall_scores(spec, calibrated)
         width = spec.student.uncertain_interval_width
+        max_spread = spec.student.uncertain_member_spread
         results = []
         for i, (article, row) in enumerate(zip(articles, rows, strict=True)):
             lower = np.clip(row.lower, 0.0, 10.0)
             upper = np.clip(row.upper, 0.0, 10.0)
             uncertain = bool(np.any((row.upper - row.lower) > width))
+            if max_spread is not None and row.spread is not None:  # ensemble members disagree
+                uncertain = uncertain or bool(np.any(row.spread > max_spread))
             value = float(overall[i])
             results.append(FilterResult(
                 article_id=article.id, filter_name=spec.name, filter_version=spec.version,
@@ -374,6 +527,7 @@ class ScoringEngine:
                 upper=upper, overall=value, tier=tier_for(spec, value), gatekeepers_applied=applied[i],
                 uncertain=uncertain, model_version=row.version, stage=stage, queue_seconds=row.queue_seconds,
                 preprocess_seconds=row.preprocess_seconds, inference_seconds=row.inference_seconds,
+                spread=row.spread,
             ))
         metrics.PHASE_SECONDS.labels("postprocess").observe(time.perf_counter() - t0)
         return results

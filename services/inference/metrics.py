@@ -15,12 +15,20 @@ PHASE_SECONDS = Histogram(
     ["phase"], buckets=_LATENCY,
 )
 BATCH_SIZE = Histogram(
-    "distillery_inference_batch_size", "Articles per forward pass, by filter and cascade stage.",
+    "distillery_inference_batch_size",
+    "Articles per forward pass, by filter and cascade stage (a pass shared by several filters counts each "
+    "filter's articles in it).",
     ["filter", "stage"], buckets=_BATCH,
 )
 BATCH_TOKENS = Histogram(
     "distillery_inference_batch_tokens", "Estimated tokens per forward pass.", ["filter", "stage"],
     buckets=(64, 256, 1024, 4096, 16384, 65536, 262144),
+)
+FORWARD_PASSES = Counter(
+    "distillery_inference_forward_passes_total",
+    "Model forward passes, by batcher: filter/role for a model of its own, or the shared part (an encoder "
+    "with its token budget) whose one pass per batch serves every filter on it (probes, multi views).",
+    ["batcher"],
 )
 QUEUE_DEPTH = Gauge("distillery_inference_queue_depth", "Articles waiting in a batcher.", ["filter", "stage"])
 ARTICLES = Counter(

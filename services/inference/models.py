@@ -1,6 +1,9 @@
 """What the engine serves: a loaded model version behind one small interface, and where models come from.
 
 A :class:`ServedModel` turns texts into per-dimension raw/calibrated scores with conformal intervals.
+A model that can share its expensive part with other filters' models (the same encoder, the same ``multi``
+trunk) is also a :class:`SharedModel`: the engine runs ``forward`` once per batch for every filter whose
+model has the same ``share_key``, then each model's ``finish`` takes its own columns and calibration.
 A :class:`ModelSource` says which version is promoted for each (filter, role) and loads it; roles are
 ``primary`` (the filter's promoted student) and ``cheap`` (the first stage of a cascade, when one is
 promoted). :class:`RegistrySource` is the production source (distillery.registry); tests may pass any
@@ -9,9 +12,9 @@ object with the same two methods.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -31,11 +34,15 @@ class Prediction:
     upper: np.ndarray
     preprocess_seconds: float = 0.0
     inference_seconds: float = 0.0
+    # Ensemble students: the members' standard deviation of the raw score, (n, n_dims); None for one model.
+    spread: np.ndarray | None = None
 
     @classmethod
     def from_tuple(cls, values: Sequence[np.ndarray], **timings: float) -> Prediction:
-        raw, calibrated, lower, upper = (np.atleast_2d(np.asarray(v, dtype=np.float64)) for v in values)
-        return cls(raw, calibrated, lower, upper, **timings)
+        """From ``(raw, calibrated, lower, upper)`` or ``(raw, calibrated, lower, upper, spread)``."""
+        arrays = [np.atleast_2d(np.asarray(v, dtype=np.float64)) for v in values]
+        raw, calibrated, lower, upper = arrays[:4]
+        return cls(raw, calibrated, lower, upper, spread=arrays[4] if len(arrays) > 4 else None, **timings)
 
     def rows(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         return [(self.raw[i], self.calibrated[i], self.lower[i], self.upper[i]) for i in range(len(self.raw))]
@@ -56,6 +63,44 @@ class ServedModel(Protocol):
     def cost(self, text: str) -> int:
         """Estimated tokens of ``text`` as this model sees it (for token-budget batching)."""
         ...
+
+
+@dataclass
+class SharedOutput:
+    """What one shared forward pass produced for a batch (embeddings, say), with its timings.
+
+    ``memo`` lets models of one batch reuse work past the shared part (the views of one ``multi`` model
+    run its trunk once); it lives as long as the batch.
+    """
+
+    value: Any
+    preprocess_seconds: float = 0.0
+    inference_seconds: float = 0.0
+    memo: dict = field(default_factory=dict)
+
+
+@runtime_checkable
+class SharedModel(Protocol):
+    """A ServedModel whose expensive part is shared with every model of equal ``share_key``.
+
+    ``share_key`` is None when this model shares nothing (it is then served with ``predict``);
+    ``share_label`` names the shared part in logs and metrics (bounded: an encoder, a multi model).
+    """
+
+    share_key: Hashable | None
+    share_label: str
+
+    def forward(self, texts: Sequence[str]) -> SharedOutput:
+        """The shared part for the batch's texts; any model of the same key gives the same output."""
+        ...
+
+    def finish(self, shared: SharedOutput, rows: Sequence[int]) -> Prediction:
+        """This model's scores for ``rows`` of the batch, from ``shared``."""
+        ...
+
+
+def share_key_of(model: object) -> Hashable | None:
+    return getattr(model, "share_key", None) if isinstance(model, SharedModel) else None
 
 
 @dataclass(frozen=True)

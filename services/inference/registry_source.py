@@ -4,9 +4,13 @@ Roles: ``primary`` is the version the registry's pointer promotes for the filter
 stage of a cascade) is the newest registered ``lexical`` version for the same filter version, used only
 when the promoted one is not itself lexical and the spec sets ``student.cascade_threshold``.
 
-Probe students are served through an encoder backend (torch or onnx) instead of their own training-time
-encoder: same tokenisation and pooling, but no unbounded embedding cache, token-budget batching, and the
-choice of runtime. Other kinds run their own ``predict``.
+Probe and ``multi`` students are served through an encoder backend (torch or onnx) instead of their own
+training-time encoder: same tokenisation and pooling, but no unbounded embedding cache, token-budget
+batching, and the choice of runtime (with the vllm backend they keep their own encoder). Either way they
+are :class:`~services.inference.models.SharedModel` s keyed by their encoder instance: every filter whose
+model embeds with the same encoder and token budget shares one embedding pass per batch, and the views of
+one ``multi`` model (same weight fingerprint) share one trunk pass. Ensembles report their members' spread.
+Other kinds run their own ``predict``.
 """
 
 from __future__ import annotations
@@ -20,38 +24,82 @@ import numpy as np
 
 from distillery.filters import FilterSpec
 from services.inference.backends.base import EncoderBackend, make_encoder
-from services.inference.models import CHEAP, PRIMARY, ModelRef, Prediction, estimate_tokens
+from services.inference.models import CHEAP, PRIMARY, ModelRef, Prediction, SharedOutput, estimate_tokens
 
 logger = logging.getLogger(__name__)
 
 
 class RegistryModel:
-    """A :class:`distillery.registry.LoadedModel` as a ServedModel."""
+    """A :class:`distillery.registry.LoadedModel` as a ServedModel (a SharedModel for probe and multi)."""
 
-    def __init__(self, loaded, encoder: EncoderBackend | None = None, max_tokens: int = 512):
+    def __init__(self, loaded, encoder: EncoderBackend | None = None, max_tokens: int = 512,
+                 share_label: str = ""):
         self.loaded = loaded
         self.version = loaded.info.version_id
         self.kind = loaded.info.kind
         self.dimensions = list(loaded.info.dimensions)
         self.encoder = encoder
         self.max_tokens = max_tokens
+        student = loaded.student
+        # The multi model behind a view, whose full output (every filter's columns) views of it share.
+        self._multi = getattr(student, "multi", None) if self.kind == "multi" else None
+        # Views of one multi model (equal weights: equal fingerprint, whatever version ids they got) share it.
+        self._multi_key = ("multi", self._multi.fingerprint()) if self._multi is not None else None
+        self._own_encoder = None
+        self.share_key = None
+        self.share_label = ""
+        if self.kind in ("probe", "multi") and hasattr(student, "predict_embeddings"):
+            if encoder is None:  # the student's own (process-wide shared) training-time encoder
+                self._own_encoder = self._multi.encoder if self._multi is not None else student.encoder
+            embedder = encoder if encoder is not None else self._own_encoder
+            self.share_key = ("encoder", id(embedder))
+            self.share_label = share_label or _encoder_label(embedder)
 
-    def predict(self, texts: Sequence[str]) -> Prediction:
+    # -- SharedModel -----------------------------------------------------------------------------------
+    def forward(self, texts: Sequence[str]) -> SharedOutput:
+        """Embeddings of the batch: the part every probe/multi model on this encoder shares."""
         if self.encoder is not None:
             emb = self.encoder.embed(texts)
-            t0 = time.perf_counter()
-            raw = np.asarray(self.loaded.student.predict_embeddings(emb), dtype=np.float64)
-            raw = raw.reshape(len(texts), -1)
-            calibrated, lower, upper = self.loaded.calibration.apply(raw)
-            head = time.perf_counter() - t0
-            return Prediction(raw, calibrated, lower, upper, preprocess_seconds=self.encoder.last_preprocess_seconds,
-                              inference_seconds=self.encoder.last_inference_seconds + head)
+            return SharedOutput(emb, self.encoder.last_preprocess_seconds, self.encoder.last_inference_seconds)
+        t0 = time.perf_counter()
+        emb = self._own_encoder.encode(list(texts))
+        return SharedOutput(emb, 0.0, time.perf_counter() - t0)
+
+    def finish(self, shared: SharedOutput, rows: Sequence[int]) -> Prediction:
+        t0 = time.perf_counter()
+        rows = np.asarray(rows, dtype=np.int64)
+        if self._multi is not None:
+            # The trunk and every head once per batch and multi model, whichever view asks first.
+            full = shared.memo.get(self._multi_key)
+            if full is None:
+                full = shared.memo[self._multi_key] = self._multi.predict_embeddings(shared.value)
+            raw = full[np.ix_(rows, self.loaded.student.column_indices)]
+        else:
+            raw = self.loaded.student.predict_embeddings(shared.value[rows])
+        raw = np.asarray(raw, dtype=np.float64).reshape(len(rows), -1)
+        calibrated, lower, upper = self.loaded.calibration.apply(raw)
+        head = time.perf_counter() - t0
+        return Prediction(raw, calibrated, lower, upper, preprocess_seconds=shared.preprocess_seconds,
+                          inference_seconds=shared.inference_seconds + head)
+
+    # -- ServedModel -----------------------------------------------------------------------------------
+    def predict(self, texts: Sequence[str]) -> Prediction:
+        if self.share_key is not None:
+            return self.finish(self.forward(texts), range(len(texts)))
+        if hasattr(self.loaded.student, "predict_with_spread"):  # an ensemble: its members' disagreement too
+            return Prediction.from_tuple(self.loaded.predict_with_spread(list(texts)))
         return Prediction.from_tuple(self.loaded.predict(list(texts)))
 
     def cost(self, text: str) -> int:
         if self.encoder is not None:
             return self.encoder.cost(text)
         return estimate_tokens(text, self.max_tokens)
+
+
+def _encoder_label(encoder) -> str:
+    """``encoder:<name>/<head>+<tail>`` (a bounded metric label: one per served encoder and budget)."""
+    name = getattr(encoder, "encoder", None) or getattr(encoder, "name", "encoder")
+    return f"encoder:{name}/{encoder.head_tokens}+{encoder.tail_tokens}"
 
 
 class RegistrySource:
@@ -95,13 +143,15 @@ class RegistrySource:
         info = ref.extra.get("info") or self.registry.get(spec.name, ref.version)
         loaded = self.registry.load(info)
         max_tokens = spec.student.truncation.max_tokens
-        if info.kind == "probe" and self.backend in ("torch", "onnx"):
+        if info.kind in ("probe", "multi") and self.backend in ("torch", "onnx"):
             p = loaded.student.params
             key = (p["encoder"], int(p["head_tokens"]), int(p["tail_tokens"]))
             encoder = self._encoder(*key, quantize=self.quantize)
             if self.backend == "onnx" and self.quantize:
                 encoder = self._guard_int8(spec, loaded, key, encoder)
-            return RegistryModel(loaded, encoder, max_tokens)
+            int8 = encoder is not self._encoders.get((*key, False))
+            label = f"encoder:{self.backend}{'-int8' if int8 else ''}:{key[0]}/{key[1]}+{key[2]}"
+            return RegistryModel(loaded, encoder, max_tokens, share_label=label)
         if info.kind == "finetune" and self.backend == "vllm":
             from services.inference.backends.vllm_backend import VllmModel
 

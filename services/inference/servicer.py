@@ -25,10 +25,12 @@ _STAGES = {
 
 
 def to_proto(result: FilterResult) -> scoring_pb2.ScoreResult:
+    spread = result.spread.tolist() if result.spread is not None else [0.0] * len(result.dimensions)
     dims = [
-        scoring_pb2.DimensionScore(name=n, raw=float(r), calibrated=float(c), lower=float(lo), upper=float(hi))
-        for n, r, c, lo, hi in zip(result.dimensions, result.raw.tolist(), result.calibrated.tolist(),
-                                   result.lower.tolist(), result.upper.tolist(), strict=True)
+        scoring_pb2.DimensionScore(name=n, raw=float(r), calibrated=float(c), lower=float(lo), upper=float(hi),
+                                   spread=float(sd))
+        for n, r, c, lo, hi, sd in zip(result.dimensions, result.raw.tolist(), result.calibrated.tolist(),
+                                       result.lower.tolist(), result.upper.tolist(), spread, strict=True)
     ]
     return scoring_pb2.ScoreResult(
         article_id=result.article_id,

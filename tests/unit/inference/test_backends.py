@@ -1,4 +1,6 @@
-"""Encoder backends: tokenisation/pooling match sentence-transformers; ONNX (fp32 and int8) agrees with torch."""
+"""Encoder backends: tokenisation/pooling match sentence-transformers; ONNX (fp32, guarded int8) agrees with
+torch; int8 quantises only weight products; the int8 guard falls back to fp32 when an encoder moves a head's
+scores; backend options that do not apply are clear config errors."""
 
 from __future__ import annotations
 
@@ -73,6 +75,65 @@ def test_onnx_fp32_scores_agree_with_torch_within_0_02_mae(corpus, probe, torch_
     onnx = make_encoder("onnx", "all-MiniLM-L6-v2", 64, 64, onnx_dir=tmp_path_factory.getbasetemp() / "onnx")
     held = texts[100:]
     assert _mae(probe, torch_encoder.embed(held), onnx.embed(held)) <= 0.02
+
+
+@pytest.mark.slow
+def test_onnx_int8_quantises_weight_products_and_keeps_attention_fp32(tmp_path_factory):
+    """int8 runs the weight MatMuls on integer kernels; activation x activation products (attention) stay fp32."""
+    import onnx
+
+    from services.inference.backends import make_encoder
+
+    int8 = make_encoder("onnx", "all-MiniLM-L6-v2", 64, 64, onnx_dir=tmp_path_factory.getbasetemp() / "onnx",
+                        quantize=True)
+    graph = onnx.load(str(int8.model_file), load_external_data=False).graph
+    ops = [n.op_type for n in graph.node]
+    assert ops.count("MatMulInteger") == 36  # 6 layers x (Q, K, V, attention out, FFN up, FFN down)
+    assert ops.count("MatMul") == 12  # 6 layers x (QK^T, attention x V)
+    emb = int8.embed(["Council approves a solar farm for 4,000 homes."])
+    assert emb.shape == (1, 384) and abs(float(np.linalg.norm(emb)) - 1.0) < 1e-3
+
+
+class _Perturbed:
+    """An encoder whose embeddings are moved by a fixed random direction (a stand-in for a bad quantisation)."""
+
+    def __init__(self, inner, scale: float):
+        self.inner, self.scale = inner, scale
+        self.noise = np.random.default_rng(0).normal(size=inner.dim).astype(np.float32)
+
+    def embed(self, texts):
+        emb = self.inner.embed(texts) + self.scale * self.noise / np.linalg.norm(self.noise)
+        return emb / np.linalg.norm(emb, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("scale,accepted", [(0.0, True), (0.5, False)])
+def test_int8_guard_falls_back_to_fp32_when_scores_move(corpus, probe, torch_encoder, tmp_path, scale, accepted):
+    from services.inference.registry_source import INT8_MAX_MAE, RegistrySource
+
+    spec, _texts, _y = corpus
+    source = RegistrySource(tmp_path / "registry", backend="onnx", quantize=True, onnx_dir=tmp_path / "onnx")
+    key = ("all-MiniLM-L6-v2", 64, 64)
+    source._encoders[(*key, False)] = torch_encoder  # the fp32 reference, without an ONNX export
+    candidate = _Perturbed(torch_encoder, scale)
+    loaded = type("Loaded", (), {"student": probe})()
+    served = source._guard_int8(spec, loaded, key, candidate)
+    assert (served is candidate) is accepted
+    assert (source.last_int8_mae <= INT8_MAX_MAE) is accepted
+    if not accepted:
+        assert served is torch_encoder
+
+
+@pytest.mark.parametrize("settings,message", [
+    ({"backend": "torch", "onnx_quantize": True}, "onnx_quantize needs backend onnx"),
+    ({"backend": "onnx", "dtype": "bfloat16"}, "applies to the torch backend only"),
+])
+def test_backend_options_that_do_not_apply_are_clear_config_errors(settings, message):
+    from distillery.config import ConfigError
+    from services.inference.config import InferenceSettings
+
+    with pytest.raises(ConfigError, match=message):
+        InferenceSettings.load(**settings)
+    assert InferenceSettings.load(backend="onnx", onnx_quantize=True).onnx_quantize
 
 
 @pytest.mark.slow
