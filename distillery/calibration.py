@@ -1,7 +1,18 @@
 """Per-dimension isotonic calibration and split-conformal prediction intervals.
 
 Both are fitted on the validation split and applied to anything else (report them on the test split
-only: in-sample gains are not gains). Intervals are Mondrian split-conformal: the absolute residuals of
+only: in-sample gains are not gains). The monotone map of each dimension is one of:
+
+- ``median``: isotonic regression under absolute error (pool-adjacent-violators with block medians). The
+  project's headline error is MAE, whose best constant is a median: oracle scores are skewed and mostly
+  whole numbers, and mapping predictions to the conditional median cut the sustainability lexical
+  student's test MAE from 0.673 (``mean``) to 0.610.
+- ``mean``: isotonic regression under squared error (sklearn), the conditional mean.
+- ``identity``: the raw prediction, clamped to 0-10.
+
+``auto`` (the default) picks one per dimension by 5-fold cross-validated MAE on the validation points
+themselves, so a student trained for the median already (e.g. an absolute-error booster) keeps its output.
+ Intervals are Mondrian split-conformal: the absolute residuals of
 the calibrated prediction are grouped by predicted-score band (each band with enough validation points
 gets its own quantile, the others the global one), so confident low scores get narrow intervals while
 the 90% marginal guarantee holds per band. Saved and loaded as plain JSON; applying needs numpy only.
@@ -19,6 +30,8 @@ from typing import Any
 import numpy as np
 
 MIN_SCORE, MAX_SCORE = 0.0, 10.0
+METHODS = ("auto", "median", "mean", "identity")
+CV_FOLDS = 5
 DEFAULT_BAND_EDGES = (2.5, 4.5, 6.5)  # predicted-score bands for the Mondrian intervals
 CALIBRATION_SCHEMA = 1
 
@@ -45,12 +58,22 @@ class DimensionCalibration:
     band_edges: list[float] = field(default_factory=lambda: list(DEFAULT_BAND_EDGES))
     band_q: list[float] = field(default_factory=list)  # one per band (len(band_edges) + 1)
     global_q: float = MAX_SCORE
+    # The intervals' centre map (empty: the point map). A median map puts predictions on the whole numbers the
+    # oracle mostly gives, so its residuals are whole numbers too and their 90% quantile over-covers (~95%);
+    # intervals are centred on the continuous mean map instead (and widened to contain the point).
+    center_x: list[float] = field(default_factory=list)
+    center_y: list[float] = field(default_factory=list)
 
     def calibrate(self, raw: np.ndarray) -> np.ndarray:
         raw = np.asarray(raw, dtype=np.float64)
         if self.x:
             return np.interp(raw, self.x, self.y)
         return np.clip(raw, MIN_SCORE, MAX_SCORE)
+
+    def center(self, raw: np.ndarray, calibrated: np.ndarray) -> np.ndarray:
+        if self.center_x:
+            return np.interp(np.asarray(raw, dtype=np.float64), self.center_x, self.center_y)
+        return calibrated
 
     def half_width(self, calibrated: np.ndarray) -> np.ndarray:
         if not self.band_q:
@@ -76,36 +99,45 @@ class Calibration:
     @classmethod
     def fit(cls, raw: np.ndarray, targets: np.ndarray, dimensions: Sequence[str], coverage: float = 0.9,
             isotonic: bool = True, band_edges: Sequence[float] = DEFAULT_BAND_EDGES,
-            min_band_points: int = 30) -> Calibration:
-        """Fit on held-out (validation) predictions ``raw`` and oracle ``targets``, both (n, n_dims)."""
-        from sklearn.isotonic import IsotonicRegression
+            min_band_points: int = 30, method: str = "auto", seed: int = 0) -> Calibration:
+        """Fit on held-out (validation) predictions ``raw`` and oracle ``targets``, both (n, n_dims).
 
+        ``method`` is the monotone map (module docstring); ``isotonic=False`` is ``method="identity"``.
+        """
+        if method not in METHODS:
+            raise ValueError(f"calibration method must be one of {', '.join(METHODS)}, got {method!r}")
+        if not isotonic:
+            method = "identity"
         raw = np.atleast_2d(np.asarray(raw, dtype=np.float64))
         targets = np.atleast_2d(np.asarray(targets, dtype=np.float64))
         if raw.shape != targets.shape or raw.shape[1] != len(dimensions):
             raise ValueError(f"raw {raw.shape} and targets {targets.shape} must both be (n, {len(dimensions)})")
         if not 0.5 <= coverage < 1.0:
             raise ValueError(f"coverage must be in [0.5, 1), got {coverage}")
-        dims = []
+        dims, chosen = [], []
         for j, name in enumerate(dimensions):
             dim = DimensionCalibration(name=name, band_edges=[float(e) for e in band_edges])
-            if isotonic and len(raw) >= 20 and np.ptp(raw[:, j]) > 0:
-                iso = IsotonicRegression(y_min=MIN_SCORE, y_max=MAX_SCORE, out_of_bounds="clip")
-                iso.fit(raw[:, j], targets[:, j])
-                dim.x = [float(v) for v in iso.X_thresholds_]
-                dim.y = [float(v) for v in iso.y_thresholds_]
-            calibrated = dim.calibrate(raw[:, j])
-            residuals = np.abs(targets[:, j] - calibrated)
+            kind = method
+            if len(raw) < 20 or np.ptp(raw[:, j]) == 0:
+                kind = "identity"  # too little to learn a map from
+            elif kind == "auto":
+                kind = choose_map(raw[:, j], targets[:, j], seed=seed)
+            dim.x, dim.y = (list(v) for v in fit_map(kind, raw[:, j], targets[:, j]))
+            if kind == "median":
+                dim.center_x, dim.center_y = (list(v) for v in fit_map("mean", raw[:, j], targets[:, j]))
+            chosen.append(kind)
+            center = dim.center(raw[:, j], dim.calibrate(raw[:, j]))
+            residuals = np.abs(targets[:, j] - center)
             dim.global_q = conformal_quantile(residuals, coverage)
-            bands = np.digitize(calibrated, dim.band_edges)
+            bands = np.digitize(center, dim.band_edges)
             dim.band_q = []
             for b in range(len(dim.band_edges) + 1):
                 in_band = residuals[bands == b]
                 q = conformal_quantile(in_band, coverage) if len(in_band) >= min_band_points else dim.global_q
                 dim.band_q.append(q)
             dims.append(dim)
-        return cls(dims, coverage, {"fitted_on": len(raw), "isotonic": bool(isotonic),
-                                    "min_band_points": int(min_band_points)})
+        return cls(dims, coverage, {"fitted_on": len(raw), "isotonic": bool(isotonic), "method": method,
+                                    "maps": chosen, "min_band_points": int(min_band_points)})
 
     # -- apply ---------------------------------------------------------------------------------------
     def apply(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -114,11 +146,15 @@ class Calibration:
         if raw.shape[1] != len(self.dims):
             raise ValueError(f"expected {len(self.dims)} columns, got {raw.shape[1]}")
         cal = np.empty_like(raw)
-        half = np.empty_like(raw)
+        lower = np.empty_like(raw)
+        upper = np.empty_like(raw)
         for j, dim in enumerate(self.dims):
             cal[:, j] = dim.calibrate(raw[:, j])
-            half[:, j] = dim.half_width(cal[:, j])
-        return cal, np.clip(cal - half, MIN_SCORE, MAX_SCORE), np.clip(cal + half, MIN_SCORE, MAX_SCORE)
+            center = dim.center(raw[:, j], cal[:, j])
+            half = dim.half_width(center)
+            lower[:, j] = np.minimum(center - half, cal[:, j])  # the point is always inside its interval
+            upper[:, j] = np.maximum(center + half, cal[:, j])
+        return cal, np.clip(lower, MIN_SCORE, MAX_SCORE), np.clip(upper, MIN_SCORE, MAX_SCORE)
 
     def intervals_for(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Intervals around the raw (uncalibrated, clamped) prediction, for comparisons."""
@@ -132,7 +168,7 @@ class Calibration:
             "schema": CALIBRATION_SCHEMA,
             "coverage": self.coverage,
             "info": self.info,
-            "dimensions": [d.__dict__ for d in self.dims],
+            "dimensions": [dict(d.__dict__) for d in self.dims],  # copies: callers may edit the document
         }
 
     @classmethod
@@ -162,6 +198,71 @@ class Calibration:
         """No calibration and fixed-width intervals (a model registered without held-out data)."""
         return cls([DimensionCalibration(name=n, band_q=[], global_q=half_width) for n in dimensions], 0.9,
                    {"identity": True})
+
+
+def fit_map(kind: str, raw: np.ndarray, targets: np.ndarray) -> tuple[list[float], list[float]]:
+    """Knots ``(x, y)`` of the monotone map ``kind`` (``median``, ``mean``; ``identity``: no knots)."""
+    if kind == "identity":
+        return [], []
+    if kind == "mean":
+        from sklearn.isotonic import IsotonicRegression
+
+        iso = IsotonicRegression(y_min=MIN_SCORE, y_max=MAX_SCORE, out_of_bounds="clip").fit(raw, targets)
+        return [float(v) for v in iso.X_thresholds_], [float(v) for v in iso.y_thresholds_]
+    if kind == "median":
+        return isotonic_median(raw, targets)
+    raise ValueError(f"unknown calibration map {kind!r}")
+
+
+def isotonic_median(raw: np.ndarray, targets: np.ndarray) -> tuple[list[float], list[float]]:
+    """Isotonic regression under absolute error: pool adjacent violators, each block at its median.
+
+    Returns the knots (block start and end, both at the block's median) for ``np.interp``. Tied raw
+    values form one starting block, so the map is a function.
+    """
+    raw = np.asarray(raw, dtype=np.float64)
+    targets = np.clip(np.asarray(targets, dtype=np.float64), MIN_SCORE, MAX_SCORE)
+    order = np.argsort(raw, kind="stable")
+    xs, ys = raw[order], targets[order]
+    starts = np.flatnonzero(np.r_[True, np.diff(xs) > 0])
+    ends = np.r_[starts[1:], len(xs)]
+    values: list[np.ndarray] = []  # each block's targets
+    medians: list[float] = []
+    lo: list[float] = []
+    hi: list[float] = []
+    for a, b in zip(starts, ends):
+        values.append(ys[a:b])
+        medians.append(float(np.median(ys[a:b])))
+        lo.append(float(xs[a]))
+        hi.append(float(xs[b - 1]))
+        while len(medians) > 1 and medians[-2] > medians[-1]:
+            merged = np.concatenate(values[-2:])
+            values[-2:] = [merged]
+            medians[-2:] = [float(np.median(merged))]
+            lo[-2:] = [lo[-2]]
+            hi[-2:] = [hi[-1]]
+    x: list[float] = []
+    y: list[float] = []
+    for a, b, m in zip(lo, hi, medians):
+        x.extend((a, b) if b > a else (a,))
+        y.extend((m, m) if b > a else (m,))
+    return x, y
+
+
+def choose_map(raw: np.ndarray, targets: np.ndarray, seed: int = 0, folds: int = CV_FOLDS) -> str:
+    """The map (identity, mean or median) with the lowest cross-validated MAE on these points."""
+    fold_of = np.random.default_rng(seed).permutation(len(raw)) % folds
+    best, best_err = "identity", np.inf
+    for kind in ("median", "mean", "identity"):  # ties go to the first
+        err = 0.0
+        for f in range(folds):
+            train, held = fold_of != f, fold_of == f
+            x, y = fit_map(kind, raw[train], targets[train])
+            pred = np.interp(raw[held], x, y) if x else np.clip(raw[held], MIN_SCORE, MAX_SCORE)
+            err += float(np.abs(pred - targets[held]).sum())
+        if err < best_err - 1e-9:
+            best, best_err = kind, err
+    return best
 
 
 def coverage(targets: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:

@@ -7,6 +7,10 @@ correlated, so a member's view of one dimension helps the others (cross-dimensio
 finally refitted on all the training data. Validation data, when given, is passed to the members (their own
 model selection) and left alone by the meta-model, so calibration fitted on it afterwards stays honest.
 
+The meta-model is a ridge (``meta="ridge"``, the default: fast, smooth) or gradient-boosted trees under
+absolute error (``meta="boosted"``: the MAE-optimal median, non-linear); ``meta_embeddings`` adds a probe
+member's frozen-encoder embedding to the meta-model's inputs, so it can learn *where* each member is better.
+
 The members' disagreement (standard deviation of their own predictions, per dimension) is returned by
 :meth:`StackStudent.predict_with_spread`, like an ensemble's.
 """
@@ -29,8 +33,12 @@ DEFAULTS: dict[str, Any] = {
     "members": [{"kind": "lexical", "params": {}}, {"kind": "probe", "params": {}}],
     "folds": 5,
     "alphas": [0.1, 1.0, 10.0, 100.0],  # meta-model ridge strengths, chosen by leave-one-out per dimension
+    "meta": "ridge",  # ridge | boosted
+    "meta_embeddings": False,  # also feed a probe member's embeddings to the meta-model
+    "boosted_iterations": 300,
     "seed": 0,
 }
+META = ("ridge", "boosted")
 
 
 class StackStudent(Student):
@@ -50,10 +58,18 @@ class StackStudent(Student):
         self.member_specs = check_members(self.params["members"])
         if int(self.params["folds"]) < 2:
             raise ValueError("a stack needs folds >= 2 to make out-of-fold predictions")
+        if self.params["meta"] not in META:
+            raise ValueError(f"stack meta must be one of {', '.join(META)}, got {self.params['meta']!r}")
+        if self.params["meta_embeddings"] and self._embedding_member() is None:
+            raise ValueError("meta_embeddings needs a probe member to take the embeddings from")
         self.members: list[Student] = []
-        self._meta_coef: np.ndarray | None = None  # (n_members * n_dims, n_dims)
+        self._meta_coef: np.ndarray | None = None  # ridge: (n_features, n_dims)
         self._meta_intercept: np.ndarray | None = None
+        self._meta_trees: list | None = None  # boosted: one model per dimension
         self.chosen_alphas: list[float] = []
+
+    def _embedding_member(self) -> int | None:
+        return next((i for i, m in enumerate(self.member_specs) if m["kind"] == "probe"), None)
 
     def _make_member(self, i: int) -> Student:
         spec = self.member_specs[i]
@@ -80,12 +96,30 @@ class StackStudent(Student):
                 member = self._make_member(m).fit([texts[i] for i in train_idx], y[train_idx], val_texts,
                                                   val_targets)
                 oof[m, held_idx] = member.predict([texts[i] for i in held_idx])
-        self._fit_meta(_meta_features(oof), y)
         self.members = [self._make_member(m).fit(texts, y, val_texts, val_targets)
                         for m in range(len(self.member_specs))]
+        self._fit_meta(self._meta_inputs(oof, texts), y)
         return self
 
+    def _meta_inputs(self, member_preds: np.ndarray, texts: Sequence[str],
+                     embeddings: np.ndarray | None = None) -> np.ndarray:
+        X = _meta_features(member_preds)
+        if not self.params["meta_embeddings"]:
+            return X
+        if embeddings is None:  # frozen encoder: the same embeddings in and out of fold (and cached)
+            embeddings = self.members[self._embedding_member()].embed(list(texts))
+        return np.hstack([X, embeddings])
+
     def _fit_meta(self, X: np.ndarray, y: np.ndarray) -> None:
+        if self.params["meta"] == "boosted":
+            from sklearn.ensemble import HistGradientBoostingRegressor
+
+            self._meta_trees = [
+                HistGradientBoostingRegressor(loss="absolute_error", learning_rate=0.05, max_leaf_nodes=15,
+                                              max_iter=int(self.params["boosted_iterations"]),
+                                              random_state=int(self.params["seed"])).fit(X, y[:, d])
+                for d in range(y.shape[1])]
+            return
         from sklearn.linear_model import RidgeCV
 
         alphas = [float(a) for a in self.params["alphas"]]
@@ -98,34 +132,53 @@ class StackStudent(Student):
             self.chosen_alphas.append(float(model.alpha_))
         self._meta_coef, self._meta_intercept = coef, intercept
 
+    def _predict_all(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Every member's raw prediction (n_members, n, n_dims) and the probe embeddings when the meta uses
+        them (each text is embedded once, for the probe member and the meta-model)."""
+        if not self.members or (self._meta_coef is None and self._meta_trees is None):
+            raise RuntimeError("stack student is not fitted")
+        texts = list(texts)
+        embeddings = None
+        preds = []
+        for i, member in enumerate(self.members):
+            if self.params["meta_embeddings"] and i == self._embedding_member():
+                embeddings = member.embed(texts)
+                preds.append(member.predict_embeddings(embeddings))
+            else:
+                preds.append(member.predict(texts))
+        return np.stack(preds), embeddings
+
     def predict_members(self, texts: Sequence[str]) -> np.ndarray:
         """Shape (n_members, n, n_dims): each member's raw prediction."""
-        if not self.members or self._meta_coef is None:
-            raise RuntimeError("stack student is not fitted")
-        return np.stack([m.predict(list(texts)) for m in self.members])
+        return self._predict_all(texts)[0]
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
-        if len(texts) == 0:
-            return np.zeros((0, len(self.dimensions)))
-        return self._combine(self.predict_members(texts))
+        return self.predict_with_spread(texts)[0]
 
     def predict_with_spread(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """The stacked prediction and the members' standard deviation, both (n, n_dims)."""
         if len(texts) == 0:
             empty = np.zeros((0, len(self.dimensions)))
             return empty, empty
-        preds = self.predict_members(texts)
-        return self._combine(preds), preds.std(axis=0)
-
-    def _combine(self, member_preds: np.ndarray) -> np.ndarray:
-        return _meta_features(member_preds) @ self._meta_coef + self._meta_intercept
+        preds, embeddings = self._predict_all(texts)
+        X = self._meta_inputs(preds, texts, embeddings)
+        if self._meta_trees is not None:
+            combined = np.stack([tree.predict(X) for tree in self._meta_trees], axis=1)
+        else:
+            combined = X @ self._meta_coef + self._meta_intercept
+        return combined, preds.std(axis=0)
 
     def save(self, path: Path) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         for i, member in enumerate(self.members):
             member.save(path / f"member_{i:02d}")
-        np.savez(path / "meta.npz", coef=self._meta_coef, intercept=self._meta_intercept)
+        if self._meta_trees is not None:
+            import joblib
+
+            joblib.dump(self._meta_trees, path / "meta_trees.joblib", compress=3)
+        else:
+            np.savez(path / "meta.npz", coef=self._meta_coef, intercept=self._meta_intercept)
         write_manifest(path, self, {"n_members": len(self.members), "chosen_alphas": self.chosen_alphas})
 
     @classmethod
@@ -134,8 +187,13 @@ class StackStudent(Student):
         manifest = read_manifest(path)
         student = cls(manifest["dimensions"], filter=manifest.get("filter", ""), **manifest.get("params", {}))
         student.members = [load_student(path / f"member_{i:02d}") for i in range(int(manifest["n_members"]))]
-        with np.load(path / "meta.npz") as data:
-            student._meta_coef, student._meta_intercept = data["coef"], data["intercept"]
+        if (path / "meta_trees.joblib").exists():
+            import joblib
+
+            student._meta_trees = joblib.load(path / "meta_trees.joblib")
+        else:
+            with np.load(path / "meta.npz") as data:
+                student._meta_coef, student._meta_intercept = data["coef"], data["intercept"]
         student.chosen_alphas = list(manifest.get("chosen_alphas", []))
         return student
 

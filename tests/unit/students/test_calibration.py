@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from distillery.calibration import Calibration, conformal_quantile, coverage, uncertain
+from distillery.calibration import (
+    Calibration,
+    choose_map,
+    conformal_quantile,
+    coverage,
+    isotonic_median,
+    uncertain,
+)
 
 
 def _sample(n, rng):
@@ -59,3 +66,50 @@ def test_bad_input_and_uncertain_flag():
     ident = Calibration.identity(["a"], half_width=2.0)
     c, lo, _ = ident.apply(np.array([[11.0], [5.0]]))
     assert c.ravel().tolist() == [10.0, 5.0] and lo.ravel().tolist() == [8.0, 3.0]
+
+
+def _skewed(n, rng):
+    """Oracle-like data: whole-number scores, most of them low; a continuous, noisy, mean-trained predictor."""
+    truth = np.clip(np.round(rng.gamma(1.5, 1.5, n)), 0, 10)
+    raw = truth + rng.normal(0, 1.2, n)
+    return raw.reshape(-1, 1), truth.reshape(-1, 1)
+
+
+def test_median_map_beats_the_mean_map_on_mae_for_skewed_whole_number_scores():
+    rng = np.random.default_rng(3)
+    val_raw, val_y = _skewed(1500, rng)
+    test_raw, test_y = _skewed(4000, rng)
+    by_method = {m: Calibration.fit(val_raw, val_y, ["a"], method=m) for m in ("mean", "median", "auto")}
+    mae = {m: float(np.abs(c.apply(test_raw)[0] - test_y).mean()) for m, c in by_method.items()}
+    assert mae["median"] < 0.97 * mae["mean"], mae
+    assert by_method["auto"].info["maps"] == ["median"] and mae["auto"] == mae["median"]
+    # intervals stay near the target coverage (whole-number residuals would over-cover) and hold the point
+    calibrated, lower, upper = by_method["median"].apply(test_raw)
+    assert 0.87 < coverage(test_y, lower, upper)[0] < 0.93
+    assert np.all((lower <= calibrated) & (calibrated <= upper))
+
+
+def test_isotonic_median_is_monotone_and_the_l1_solution_on_small_cases():
+    x, y = isotonic_median(np.array([0, 1, 1, 2, 3.0]), np.array([5, 0, 1, 2, 2.0]))
+    assert (x, y) == ([0.0, 1.0, 2.0, 3.0], [1.0, 1.0, 2.0, 2.0])  # tied x=1 is one block; 5 pooled with it
+    rng = np.random.default_rng(4)
+    raw, t = rng.normal(0, 1, 300), rng.integers(0, 10, 300).astype(float)
+    x, y = isotonic_median(raw, t)
+    assert np.all(np.diff(x) >= 0) and np.all(np.diff(y) >= 0)
+
+
+def test_auto_keeps_a_predictor_that_is_already_right_and_old_documents_load():
+    rng = np.random.default_rng(5)
+    truth = rng.integers(0, 11, 800).astype(float)
+    assert choose_map(truth, truth) == "median"  # a perfect predictor: every map is exact; ties go to median
+    noisy = truth + rng.normal(0, 0.1, 800)
+    assert choose_map(noisy, truth) in {"median", "identity"}
+    with pytest.raises(ValueError, match="calibration method must be one of"):
+        Calibration.fit(noisy.reshape(-1, 1), truth.reshape(-1, 1), ["a"], method="platt")
+    fitted = Calibration.fit(noisy.reshape(-1, 1), truth.reshape(-1, 1), ["a"], method="median")
+    doc = fitted.to_dict()
+    for d in doc["dimensions"]:  # a calibration saved before the interval centre map existed
+        d.pop("center_x"), d.pop("center_y")
+    old_cal, old_lower, old_upper = Calibration.from_dict(doc).apply(noisy.reshape(-1, 1))
+    np.testing.assert_array_equal(old_cal, fitted.apply(noisy.reshape(-1, 1))[0])
+    assert np.all((old_lower <= old_cal) & (old_cal <= old_upper))

@@ -30,12 +30,18 @@ def _mae(pred, y):
     return float(np.abs(pred - y).mean())
 
 
+PROBE = {"kind": "probe", "params": {"head": "ridge", "head_tokens": 48, "tail_tokens": 16}}
+
+
 @pytest.fixture(scope="module")
-def fitted(data, tmp_path_factory):
+def emb_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("emb")
+
+
+@pytest.fixture(scope="module")
+def fitted(data, emb_cache):
     (tr_x, tr_y), (va_x, va_y), _ = data
-    cache = tmp_path_factory.mktemp("emb")
-    members = [WORDS, {"kind": "probe", "params": {"head": "ridge", "head_tokens": 48, "tail_tokens": 16}}]
-    student = make_student("stack", DIMS, filter="t/v1", members=members, folds=3, cache_dir=cache)
+    student = make_student("stack", DIMS, filter="t/v1", members=[WORDS, PROBE], folds=3, cache_dir=emb_cache)
     return student.fit(tr_x, tr_y, va_x, va_y)
 
 
@@ -60,6 +66,21 @@ def test_stack_round_trips_and_reports_member_spread(fitted, data, tmp_path):
     mean, spread = again.predict_with_spread(te_x[:5])
     assert mean.shape == spread.shape == (5, len(DIMS)) and (spread > 0).any()
     assert again.predict([]).shape == (0, len(DIMS))
+
+
+def test_boosted_meta_model_with_embeddings_fits_and_round_trips(data, emb_cache, tmp_path):
+    (tr_x, tr_y), (va_x, va_y), (te_x, te_y) = data
+    student = make_student("stack", DIMS, members=[WORDS, PROBE], folds=3, meta="boosted", meta_embeddings=True,
+                           boosted_iterations=60, cache_dir=emb_cache).fit(tr_x, tr_y, va_x, va_y)
+    pred = student.predict(te_x)
+    mean_mae = _mae(np.tile(tr_y.mean(0), (len(te_y), 1)), te_y)
+    assert _mae(pred, te_y) < 0.75 * mean_mae
+    student.save(tmp_path / "boosted")
+    np.testing.assert_allclose(load_student(tmp_path / "boosted").predict(te_x), pred, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="needs a probe member"):
+        make_student("stack", DIMS, members=[WORDS], meta_embeddings=True)
+    with pytest.raises(ValueError, match="meta must be one of"):
+        make_student("stack", DIMS, meta="forest")
 
 
 def test_the_meta_model_learns_from_out_of_fold_predictions(data):
