@@ -29,6 +29,20 @@ from services.inference.models import CHEAP, PRIMARY, ModelRef, Prediction, Shar
 logger = logging.getLogger(__name__)
 
 
+class BackendEncoder:
+    """An encoder backend behind the training-time :class:`~distillery.students.encoder.Encoder` interface."""
+
+    def __init__(self, backend: EncoderBackend):
+        self.backend = backend
+
+    @property
+    def dim(self) -> int:
+        return self.backend.dim
+
+    def encode(self, texts: Sequence[str], progress=None) -> np.ndarray:
+        return self.backend.embed(list(texts))
+
+
 class RegistryModel:
     """A :class:`distillery.registry.LoadedModel` as a ServedModel (a SharedModel for probe and multi)."""
 
@@ -152,11 +166,23 @@ class RegistrySource:
             int8 = encoder is not self._encoders.get((*key, False))
             label = f"encoder:{self.backend}{'-int8' if int8 else ''}:{key[0]}/{key[1]}+{key[2]}"
             return RegistryModel(loaded, encoder, max_tokens, share_label=label)
+        if info.kind in ("stack", "ensemble") and self.backend in ("torch", "onnx"):
+            self._serve_probe_members(loaded.student)
         if info.kind == "finetune" and self.backend == "vllm":
             from services.inference.backends.vllm_backend import VllmModel
 
             return VllmModel.from_loaded(loaded, device=self.device)
         return RegistryModel(loaded, None, max_tokens)
+
+    def _serve_probe_members(self, student) -> None:
+        """Probe members of a stack or ensemble embed through this source's encoder backend (its runtime, its
+        token-budget batching, weights shared with other models) instead of their training-time encoder,
+        whose content-hash cache would grow without bound in a long-running server."""
+        for member in getattr(student, "members", []):
+            if getattr(member, "kind", "") == "probe":
+                p = member.params
+                backend = self._encoder(p["encoder"], int(p["head_tokens"]), int(p["tail_tokens"]))
+                member._encoder = BackendEncoder(backend)
 
     def _encoder(self, name: str, head: int, tail: int, quantize: bool = False) -> EncoderBackend:
         key = (name, head, tail, quantize)

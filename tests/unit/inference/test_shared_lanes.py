@@ -295,3 +295,30 @@ def test_views_of_one_multi_model_share_one_encoder_and_one_trunk_pass(specs):
         got = np.stack([per[k].raw for per in both])
         np.testing.assert_allclose(got, full[:, original.columns(spec.ref)], rtol=1e-6)
     engine.close()
+
+
+def test_a_served_stack_embeds_its_probe_member_through_the_encoder_backend(specs, tmp_path):
+    from distillery.calibration import Calibration
+    from distillery.registry import ModelRegistry
+    from distillery.students import compose_text, make_student
+    from distillery.synthetic import generate, scores_of
+    from services.inference.registry_source import BackendEncoder, RegistrySource
+
+    spec = specs[0]
+    records = list(generate(spec, 90, seed=5))
+    texts = [compose_text(r["title"], r.get("text") or r.get("content", "")) for r in records]
+    y = np.array([[scores_of(r)[d] for d in spec.dimension_names] for r in records])
+    members = [{"kind": "lexical", "params": {"char_ngram_max": 0}},
+               {"kind": "probe", "params": {"head": "ridge", "head_tokens": 48, "tail_tokens": 16}}]
+    student = make_student("stack", spec.dimension_names, filter=spec.name, members=members, folds=2,
+                           cache_dir=tmp_path / "emb").fit(texts[:70], y[:70])
+    registry = ModelRegistry(tmp_path / "registry")
+    info = registry.register(spec, student, Calibration.identity(spec.dimension_names, 1.0))
+    registry.promote(spec.name, info.version_id)
+    source = RegistrySource(tmp_path / "registry", dtype="float32")
+    served = source.load(spec, source.promoted(spec)["primary"])
+    probe = served.loaded.student.members[1]
+    assert isinstance(probe._encoder, BackendEncoder)  # no training-time encoder with an unbounded cache
+    prediction = served.predict(texts[70:])
+    np.testing.assert_allclose(prediction.raw, student.predict(texts[70:]), atol=1e-3)
+    assert prediction.spread is not None and prediction.spread.shape == (20, len(spec.dimension_names))
