@@ -29,7 +29,7 @@ def build(settings: InferenceSettings, catalog) -> Service:
         settings.resolved_registry_dir(), backend=settings.backend, device=settings.device,
         quantize=settings.onnx_quantize, onnx_dir=settings.resolved_onnx_dir(),
         max_batch_tokens=settings.max_batch_tokens, threads=settings.cpu_threads, cascade=settings.cascade,
-        dtype=settings.dtype,
+        dtype=settings.dtype, int8_max_drift=settings.int8_max_drift,
     )
     limits = BatchLimits(settings.max_batch_size, settings.max_batch_tokens, settings.max_wait_ms / 1000.0,
                          settings.max_queue)
@@ -69,6 +69,7 @@ def parser():
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], help="torch weights dtype")
     p.add_argument("--onnx-quantize", action="store_true", default=None, help="int8 dynamic quantisation")
+    p.add_argument("--int8-max-drift", type=float, help="largest int8-vs-fp32 score drift served (default 0.02)")
     p.add_argument("--max-batch-size", type=int, help="most articles per forward pass")
     p.add_argument("--max-batch-tokens", type=int, help="most tokens per forward pass")
     p.add_argument("--max-wait-ms", type=float, help="how long a batch waits to fill")

@@ -39,6 +39,12 @@ class InferenceSettings(ServiceSettings):
         description="Dynamic int8 quantisation of the ONNX encoder's weight products: ~2x fp32 ONNX on CPUs with "
         "AVX512-VNNI. Served per probe only if its scores stay within 0.02 MAE of fp32 on probe texts, else fp32.",
     )
+    int8_max_drift: float = Field(
+        default=0.02, gt=0, le=10,
+        description="Largest mean |int8 - fp32| score difference (0-10 scale, one probe head, probe texts) at which "
+        "the int8 encoder is served. 0.02 keeps int8 indistinguishable from fp32; MiniLM int8 measured ~0.10 on "
+        "real articles with no test-MAE loss (docs/operations.md), so ~0.15 lets it serve (~2x fp32 ONNX).",
+    )
     onnx_cache_dir: Path | None = Field(
         default=None, description="Where exported ONNX encoders are cached; default <state_dir>/onnx."
     )

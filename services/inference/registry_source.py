@@ -121,10 +121,11 @@ class RegistrySource:
 
     def __init__(self, root: Path | str, backend: str = "torch", device: str = "auto", quantize: bool = False,
                  onnx_dir: Path | None = None, max_batch_tokens: int = 8192, threads: int = 0,
-                 cascade: bool = True, dtype: str = "auto"):
+                 cascade: bool = True, dtype: str = "auto", int8_max_drift: float | None = None):
         from distillery.registry import ModelRegistry
 
         self.registry = ModelRegistry(root)
+        self.int8_max_drift = INT8_MAX_MAE if int8_max_drift is None else float(int8_max_drift)
         self.backend = backend
         self.device = device
         self.quantize = quantize
@@ -194,15 +195,16 @@ class RegistrySource:
         return self._encoders[key]
 
     def _guard_int8(self, spec: FilterSpec, loaded, key: tuple, int8: EncoderBackend) -> EncoderBackend:
-        """Serve the int8 encoder only if this head's scores stay within INT8_MAX_MAE of fp32 on probe texts."""
+        """Serve the int8 encoder only if this head's scores stay within ``int8_max_drift`` of fp32 on probe
+        texts (default INT8_MAX_MAE)."""
         fp32 = self._encoder(*key, quantize=False)
         mae = int8_agreement(spec, loaded.student, fp32, int8)
         self.last_int8_mae = mae
-        if mae <= INT8_MAX_MAE:
+        if mae <= self.int8_max_drift:
             logger.info("int8 encoder accepted", extra={"fields": {"filter": spec.ref, "mae": round(mae, 4)}})
             return int8
         logger.warning("int8 encoder moves this head's scores too much; serving fp32 ONNX instead",
-                       extra={"fields": {"filter": spec.ref, "mae": round(mae, 4), "limit": INT8_MAX_MAE}})
+                       extra={"fields": {"filter": spec.ref, "mae": round(mae, 4), "limit": self.int8_max_drift}})
         return fp32
 
 

@@ -121,6 +121,11 @@ def test_int8_guard_falls_back_to_fp32_when_scores_move(corpus, probe, torch_enc
     assert (source.last_int8_mae <= INT8_MAX_MAE) is accepted
     if not accepted:
         assert served is torch_encoder
+        # an operator who accepts more drift (int8_max_drift) gets the candidate served
+        lenient = RegistrySource(tmp_path / "registry", backend="onnx", quantize=True, onnx_dir=tmp_path / "onnx",
+                                 int8_max_drift=source.last_int8_mae + 0.01)
+        lenient._encoders[(*key, False)] = torch_encoder
+        assert lenient._guard_int8(spec, loaded, key, candidate) is candidate
 
 
 @pytest.mark.parametrize("settings,message", [
