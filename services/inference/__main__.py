@@ -27,7 +27,7 @@ def build(settings: InferenceSettings, catalog) -> Service:
             raise ValueError(f"backend vllm cannot run here: {why}; choose --backend torch or onnx")
     source = RegistrySource(
         settings.resolved_registry_dir(), backend=settings.backend, device=settings.device,
-        quantize=settings.onnx_quantize, onnx_dir=settings.resolved_onnx_dir(),
+        quantize=settings.quantize, onnx_dir=settings.resolved_onnx_dir(),
         max_batch_tokens=settings.max_batch_tokens, threads=settings.cpu_threads, cascade=settings.cascade,
         dtype=settings.dtype, int8_max_drift=settings.int8_max_drift,
     )
@@ -65,9 +65,10 @@ def build(settings: InferenceSettings, catalog) -> Service:
 def parser():
     p = common_parser("inference", "Run the inference (scoring) service")
     p.add_argument("--registry-dir", help="model registry root (default <state-dir>/registry)")
-    p.add_argument("--backend", choices=["torch", "onnx", "vllm"], help="encoder runtime")
+    p.add_argument("--backend", choices=["torch", "onnx", "openvino", "vllm"], help="encoder runtime")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
-    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], help="torch weights dtype")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], help="torch/openvino precision")
+    p.add_argument("--int8", action="store_true", default=None, help="int8 encoder (onnx, openvino)")
     p.add_argument("--onnx-quantize", action="store_true", default=None, help="int8 dynamic quantisation")
     p.add_argument("--int8-max-drift", type=float, help="largest int8-vs-fp32 score drift served (default 0.02)")
     p.add_argument("--max-batch-size", type=int, help="most articles per forward pass")

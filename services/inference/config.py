@@ -23,21 +23,26 @@ class InferenceSettings(ServiceSettings):
     registry_dir: Path | None = Field(
         default=None, description="Model registry root; default <state_dir>/registry."
     )
-    backend: Literal["torch", "onnx", "vllm"] = Field(
+    backend: Literal["torch", "onnx", "openvino", "vllm"] = Field(
         default="torch",
-        description="Runtime for encoder students: torch (CPU/CUDA), onnx (ONNX Runtime CPU, fastest on CPU), "
-        "vllm (decoder students on GPU).",
+        description="Runtime for encoder students: torch (CPU/CUDA), onnx (ONNX Runtime CPU), openvino (OpenVINO "
+        "CPU: fused attention in bf16, the fastest here), vllm (decoder students on GPU).",
     )
     device: str = Field(default="auto", description="torch device: auto, cpu, cuda, cuda:N.")
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         default="auto",
-        description="torch weights dtype: auto = bf16 on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX, "
+        description="torch weights dtype / openvino inference precision: auto = bf16 on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX, "
         "~1.7x faster than fp32 there, embeddings within ~0.003), fp32 on other CPUs.",
     )
     onnx_quantize: bool = Field(
         default=False,
         description="Dynamic int8 quantisation of the ONNX encoder's weight products: ~2x fp32 ONNX on CPUs with "
         "AVX512-VNNI. Served per probe only if its scores stay within 0.02 MAE of fp32 on probe texts, else fp32.",
+    )
+    int8: bool = Field(
+        default=False,
+        description="int8 encoder: onnx = dynamic quantisation of the weight products, openvino = NNCF static "
+        "quantisation (SmoothQuant) calibrated on the filter's synthetic texts. Served only within int8_max_drift.",
     )
     int8_max_drift: float = Field(
         default=0.02, gt=0, le=10,
@@ -109,10 +114,18 @@ class InferenceSettings(ServiceSettings):
         if self.onnx_quantize and self.backend != "onnx":
             raise ValueError(f"onnx_quantize needs backend onnx (backend is {self.backend}); the torch backend "
                              "takes dtype float32 or bfloat16 instead")
-        if self.dtype != "auto" and self.backend != "torch":
-            raise ValueError(f"dtype {self.dtype} applies to the torch backend only (backend is {self.backend}); "
-                             "the onnx backend runs fp32, or int8 with onnx_quantize")
+        if self.int8 and self.backend not in ("onnx", "openvino"):
+            raise ValueError(f"int8 needs backend onnx or openvino (backend is {self.backend}); the torch backend "
+                             "takes dtype float32 or bfloat16 instead")
+        if self.dtype != "auto" and self.backend not in ("torch", "openvino"):
+            raise ValueError(f"dtype {self.dtype} applies to the torch and openvino backends only (backend is "
+                             f"{self.backend}); the onnx backend runs fp32, or int8 with onnx_quantize")
         return self
+
+    @property
+    def quantize(self) -> bool:
+        """int8 encoders asked for (``int8``, or ``onnx_quantize`` of earlier configurations)."""
+        return self.int8 or self.onnx_quantize
 
     def resolved_registry_dir(self) -> Path:
         return Path(self.registry_dir) if self.registry_dir else Path(self.state_dir) / "registry"

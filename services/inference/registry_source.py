@@ -158,16 +158,16 @@ class RegistrySource:
         info = ref.extra.get("info") or self.registry.get(spec.name, ref.version)
         loaded = self.registry.load(info)
         max_tokens = spec.student.truncation.max_tokens
-        if info.kind in ("probe", "multi") and self.backend in ("torch", "onnx"):
+        if info.kind in ("probe", "multi") and self.backend in ENCODER_BACKENDS:
             p = loaded.student.params
             key = (p["encoder"], int(p["head_tokens"]), int(p["tail_tokens"]))
-            encoder = self._encoder(*key, quantize=self.quantize)
-            if self.backend == "onnx" and self.quantize:
+            encoder = self._encoder(*key, quantize=self.quantize, spec=spec)
+            if self.quantize:
                 encoder = self._guard_int8(spec, loaded, key, encoder)
             int8 = encoder is not self._encoders.get((*key, False))
             label = f"encoder:{self.backend}{'-int8' if int8 else ''}:{key[0]}/{key[1]}+{key[2]}"
             return RegistryModel(loaded, encoder, max_tokens, share_label=label)
-        if info.kind in ("stack", "ensemble") and self.backend in ("torch", "onnx"):
+        if info.kind in ("stack", "ensemble") and self.backend in ENCODER_BACKENDS:
             self._serve_probe_members(loaded.student)
         if info.kind == "finetune" and self.backend == "vllm":
             from services.inference.backends.vllm_backend import VllmModel
@@ -185,13 +185,17 @@ class RegistrySource:
                 backend = self._encoder(p["encoder"], int(p["head_tokens"]), int(p["tail_tokens"]))
                 member._encoder = BackendEncoder(backend)
 
-    def _encoder(self, name: str, head: int, tail: int, quantize: bool = False) -> EncoderBackend:
+    def _encoder(self, name: str, head: int, tail: int, quantize: bool = False,
+                 spec: FilterSpec | None = None) -> EncoderBackend:
         key = (name, head, tail, quantize)
         if key not in self._encoders:  # probes of several filters share one encoder (and its weights)
+            calibration = None
+            if quantize and self.backend == "openvino":  # static int8 calibrates on texts like the filter's
+                calibration = synthetic_texts(spec, CALIBRATION_TEXTS, seed=11) if spec is not None else None
             self._encoders[key] = make_encoder(
                 self.backend, name, head, tail, device=self.device, max_batch_tokens=self.max_batch_tokens,
                 onnx_dir=self.onnx_dir, quantize=quantize, threads=self.threads,
-                dtype=self.dtype)
+                dtype=self.dtype, calibration_texts=calibration)
         return self._encoders[key]
 
     def _guard_int8(self, spec: FilterSpec, loaded, key: tuple, int8: EncoderBackend) -> EncoderBackend:
@@ -203,20 +207,27 @@ class RegistrySource:
         if mae <= self.int8_max_drift:
             logger.info("int8 encoder accepted", extra={"fields": {"filter": spec.ref, "mae": round(mae, 4)}})
             return int8
-        logger.warning("int8 encoder moves this head's scores too much; serving fp32 ONNX instead",
+        logger.warning("int8 encoder moves this head's scores too much; serving the unquantised encoder instead",
                        extra={"fields": {"filter": spec.ref, "mae": round(mae, 4), "limit": self.int8_max_drift}})
         return fp32
 
 
 INT8_MAX_MAE = 0.02
+ENCODER_BACKENDS = ("torch", "onnx", "openvino")
+CALIBRATION_TEXTS = 64
+
+
+def synthetic_texts(spec: FilterSpec, n: int, seed: int) -> list[str]:
+    """Texts from the filter's synthetic corpus, composed as students see them."""
+    from distillery.students.manifest import compose_text
+    from distillery.synthetic import generate
+
+    return [compose_text(r["title"], r.get("text") or r.get("content", "")) for r in generate(spec, n, seed=seed)]
 
 
 def int8_agreement(spec: FilterSpec, probe, fp32: EncoderBackend, int8: EncoderBackend, n: int = 48) -> float:
     """Mean absolute difference (0-10 scale) of a probe's scores through the two encoders on synthetic texts."""
-    from distillery.students.manifest import compose_text
-    from distillery.synthetic import generate
-
-    texts = [compose_text(r["title"], r.get("text") or r.get("content", "")) for r in generate(spec, n, seed=7)]
+    texts = synthetic_texts(spec, n, seed=7)  # not the int8 calibration texts (seed 11)
     a = np.clip(probe.predict_embeddings(fp32.embed(texts)), 0, 10)
     b = np.clip(probe.predict_embeddings(int8.embed(texts)), 0, 10)
     return float(np.abs(a - b).mean())

@@ -100,6 +100,8 @@ class EncoderBackend(ABC):
         return input_ids, mask
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
         t0 = time.perf_counter()
         ids = self.token_ids(texts)
         t1 = time.perf_counter()
@@ -125,7 +127,11 @@ class EncoderBackend(ABC):
 
 def make_encoder(backend: str, encoder: str, head_tokens: int, tail_tokens: int, *, device: str = "auto",
                  max_batch_tokens: int = 8192, onnx_dir: Path | None = None, quantize: bool = False,
-                 threads: int = 0, dtype: str = "auto") -> EncoderBackend:
+                 threads: int = 0, dtype: str = "auto",
+                 calibration_texts: Sequence[str] | None = None) -> EncoderBackend:
+    """The encoder backend ``backend`` (torch, onnx or openvino); ``onnx_dir`` caches exported models.
+
+    ``calibration_texts`` are what the openvino backend's int8 quantisation calibrates on."""
     if backend == "torch":
         from services.inference.backends.torch_backend import TorchEncoder
 
@@ -136,4 +142,11 @@ def make_encoder(backend: str, encoder: str, head_tokens: int, tail_tokens: int,
 
         return OnnxEncoder(encoder, head_tokens, tail_tokens, cache_dir=onnx_dir, quantize=quantize,
                            max_batch_tokens=max_batch_tokens, threads=threads)
-    raise ValueError(f"unknown encoder backend {backend!r}; choose torch or onnx (vllm serves decoder students)")
+    if backend == "openvino":
+        from services.inference.backends.openvino_backend import OpenVinoEncoder
+
+        return OpenVinoEncoder(encoder, head_tokens, tail_tokens, cache_dir=onnx_dir, quantize=quantize,
+                               calibration_texts=calibration_texts, max_batch_tokens=max_batch_tokens,
+                               threads=threads, dtype=dtype)
+    raise ValueError(f"unknown encoder backend {backend!r}; choose torch, onnx or openvino "
+                     "(vllm serves decoder students)")

@@ -130,7 +130,8 @@ def test_int8_guard_falls_back_to_fp32_when_scores_move(corpus, probe, torch_enc
 
 @pytest.mark.parametrize("settings,message", [
     ({"backend": "torch", "onnx_quantize": True}, "onnx_quantize needs backend onnx"),
-    ({"backend": "onnx", "dtype": "bfloat16"}, "applies to the torch backend only"),
+    ({"backend": "onnx", "dtype": "bfloat16"}, "applies to the torch and openvino backends only"),
+    ({"backend": "torch", "int8": True}, "int8 needs backend onnx or openvino"),
 ])
 def test_backend_options_that_do_not_apply_are_clear_config_errors(settings, message):
     from distillery.config import ConfigError
@@ -167,3 +168,43 @@ def test_torch_bf16_scores_agree_with_fp32_within_0_02_mae(corpus, probe, torch_
     bf16 = make_encoder("torch", "all-MiniLM-L6-v2", 64, 64, max_batch_tokens=4096, dtype="bfloat16")
     held = texts[100:]
     assert _mae(probe, torch_encoder.embed(held), bf16.embed(held)) <= 0.02
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_openvino_scores_agree_with_torch_within_0_02_mae(corpus, probe, torch_encoder, tmp_path_factory, dtype):
+    from services.inference.backends import make_encoder
+
+    _spec, texts, _y = corpus
+    ov = make_encoder("openvino", "all-MiniLM-L6-v2", 64, 64, onnx_dir=tmp_path_factory.getbasetemp() / "ov",
+                      dtype=dtype)
+    held = texts[100:]
+    reference, served = torch_encoder.embed(held), ov.embed(held)
+    assert float((reference * served).sum(axis=1).min()) > 0.999
+    assert _mae(probe, reference, served) <= 0.02
+    assert ov.embed([]).shape == (0, 384)
+
+
+@pytest.mark.slow
+def test_openvino_int8_is_calibrated_guarded_and_cached(corpus, probe, tmp_path_factory):
+    from services.inference.backends import make_encoder
+    from services.inference.registry_source import RegistrySource
+
+    spec, texts, _y = corpus
+    cache = tmp_path_factory.getbasetemp() / "ov"
+    with pytest.raises(ValueError, match="needs calibration texts"):
+        make_encoder("openvino", "all-MiniLM-L6-v2", 64, 64, onnx_dir=cache, quantize=True)
+    source = RegistrySource(tmp_path_factory.getbasetemp() / "registry", backend="openvino", quantize=True,
+                            onnx_dir=cache, int8_max_drift=10.0)
+    key = ("all-MiniLM-L6-v2", 64, 64)
+    int8 = source._encoder(*key, quantize=True, spec=spec)
+    assert int8.quantized and "-int8-" in int8.model_file.name and int8.model_file.exists()
+    loaded = type("Loaded", (), {"student": probe})()
+    assert source._guard_int8(spec, loaded, key, int8) is int8  # within the (lenient) limit
+    emb = int8.embed(texts[100:104])
+    assert emb.shape == (4, 384) and np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-3)
+    strict = RegistrySource(tmp_path_factory.getbasetemp() / "registry", backend="openvino", quantize=True,
+                            onnx_dir=cache, int8_max_drift=1e-6)
+    again = strict._encoder(*key, quantize=True, spec=spec)  # the quantised model comes from the cache
+    assert again.model_file == int8.model_file
+    assert strict._guard_int8(spec, loaded, key, again) is not again  # drifts more than 1e-6: not served

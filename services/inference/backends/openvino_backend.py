@@ -1,0 +1,156 @@
+"""``openvino`` backend: the encoder (with pooling and normalisation in the graph) converted once to OpenVINO IR
+and run by OpenVINO's CPU plugin; bf16 where the CPU has it, optional int8 (NNCF post-training quantisation).
+
+Why a third CPU runtime: OpenVINO fuses the whole attention block into one kernel and runs it in bf16 on
+AVX512-BF16/AMX CPUs. On this project's 2-core Zen 4 machine MiniLM at 256 tokens ran ~1.6x faster than
+torch bf16 and ~1.7x faster than ONNX Runtime fp32, with embeddings within cosine 0.99998 of fp32; int8
+(SmoothQuant + per-channel weights, attention kept where NNCF's transformer preset keeps it) ran ~1.5x faster
+again at cosine ~0.997.
+
+Converted models are cached under ``cache_dir`` keyed by encoder, precision of the graph and quantisation,
+written atomically (a temporary folder renamed into place).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import tempfile
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from services.inference.backends.base import EncoderBackend
+
+logger = logging.getLogger(__name__)
+
+CALIBRATION_BATCH = 8
+
+
+def cpu_supports_bf16() -> bool:
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def _pooled_model(model_path: str):
+    import torch
+    from transformers import AutoModel
+
+    inner = AutoModel.from_pretrained(model_path, attn_implementation="sdpa").eval()
+
+    class Pooled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask):
+            hidden = self.inner(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+            return torch.nn.functional.normalize(pooled, dim=-1)
+
+    return Pooled().eval()
+
+
+def convert_encoder(model_path: str, out: Path) -> Path:
+    """Convert ``AutoModel(model_path)`` + mean pooling + L2 norm to OpenVINO IR ``out`` (dynamic batch/seq)."""
+    import openvino as ov
+    import torch
+
+    example = {"input_ids": torch.ones((2, 16), dtype=torch.long),
+               "attention_mask": torch.ones((2, 16), dtype=torch.long)}
+    with torch.inference_mode():
+        model = ov.convert_model(_pooled_model(model_path), example_input=example,
+                                 input=[("input_ids", [-1, -1], ov.Type.i64),
+                                        ("attention_mask", [-1, -1], ov.Type.i64)])
+    _save_atomically(model, out)
+    return out
+
+
+def quantize_encoder(fp32: Path, out: Path, calibration: Sequence[tuple[np.ndarray, np.ndarray]]) -> Path:
+    """Post-training int8 of the IR at ``fp32`` with NNCF's transformer preset, calibrated on token batches."""
+    import nncf
+    import openvino as ov
+
+    model = ov.Core().read_model(str(fp32))
+    data = nncf.Dataset([{"input_ids": ids, "attention_mask": mask} for ids, mask in calibration])
+    quantized = nncf.quantize(model, data, model_type=nncf.ModelType.TRANSFORMER,
+                              subset_size=sum(len(ids) for ids, _ in calibration))
+    _save_atomically(quantized, out)
+    return out
+
+
+def _save_atomically(model, out: Path) -> None:
+    import openvino as ov
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".convert-"))
+    try:
+        ov.save_model(model, str(tmp / out.name))  # writes .xml and .bin
+        tmp.joinpath(out.name).with_suffix(".bin").replace(out.with_suffix(".bin"))
+        tmp.joinpath(out.name).replace(out)  # the .xml last: its presence means the pair is complete
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class OpenVinoEncoder(EncoderBackend):
+    name = "openvino"
+
+    def __init__(self, encoder: str, head_tokens: int, tail_tokens: int, cache_dir: Path | None = None,
+                 quantize: bool = False, calibration_texts: Sequence[str] | None = None,
+                 max_batch_tokens: int = 8192, threads: int = 0, dtype: str = "auto"):
+        super().__init__(encoder, head_tokens, tail_tokens, max_batch_tokens)
+        import openvino as ov
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(self.path)
+        self._clip_budget(int(getattr(config, "max_position_embeddings", 512)))
+        self._dim = int(config.hidden_size)
+        if dtype == "auto":
+            dtype = "bfloat16" if cpu_supports_bf16() else "float32"
+        if dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"dtype must be auto, float32 or bfloat16, got {dtype!r}")
+        self.dtype = dtype
+        self.quantized = bool(quantize)
+        cache_dir = Path(cache_dir or Path(tempfile.gettempdir()) / "distillery-openvino")
+        key = hashlib.sha256(str(self.path).encode()).hexdigest()[:12]
+        fp32 = cache_dir / f"encoder-{key}.xml"
+        if not fp32.exists():
+            logger.info("converting encoder to OpenVINO IR", extra={"fields": {"path": str(fp32)}})
+            convert_encoder(self.path, fp32)
+        self.model_file = fp32
+        if quantize:
+            if not calibration_texts:
+                raise ValueError("int8 quantisation needs calibration texts (articles like those it will score)")
+            digest = hashlib.sha256("\x00".join(calibration_texts).encode("utf-8", "surrogatepass")).hexdigest()[:8]
+            self.model_file = fp32.with_name(f"{fp32.stem}-int8-{digest}.xml")
+            if not self.model_file.exists():
+                quantize_encoder(fp32, self.model_file, self._calibration_batches(calibration_texts))
+        properties = {"PERFORMANCE_HINT": "LATENCY",  # one stream: our batcher forms the batches
+                      "INFERENCE_PRECISION_HINT": "bf16" if dtype == "bfloat16" else "f32"}
+        if threads:
+            properties["INFERENCE_NUM_THREADS"] = str(threads)
+        self.compiled = ov.Core().compile_model(str(self.model_file), "CPU", properties)
+        self._output = self.compiled.outputs[0]
+        self._local = threading.local()  # an infer request per calling thread (requests are not thread-safe)
+
+    def _calibration_batches(self, texts: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        ids = self.token_ids(list(texts))
+        return [self.pad(ids, rows) for rows in
+                (np.arange(i, min(i + CALIBRATION_BATCH, len(ids))) for i in range(0, len(ids), CALIBRATION_BATCH))]
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def forward(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        result = request.infer({"input_ids": input_ids, "attention_mask": mask})
+        return np.array(result[self._output], dtype=np.float32, copy=True)
+
