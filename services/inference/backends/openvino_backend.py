@@ -28,6 +28,9 @@ from services.inference.backends.base import EncoderBackend
 logger = logging.getLogger(__name__)
 
 CALIBRATION_BATCH = 8
+# Padded widths are rounded up to a multiple of this. OpenVINO compiles kernels per input shape on first sight;
+# a handful of widths (warmed up at start) instead of every length keeps single requests off that slow path.
+WIDTH_MULTIPLE = 32
 
 
 def cpu_supports_bf16() -> bool:
@@ -137,6 +140,24 @@ class OpenVinoEncoder(EncoderBackend):
         self.compiled = ov.Core().compile_model(str(self.model_file), "CPU", properties)
         self._output = self.compiled.outputs[0]
         self._local = threading.local()  # an infer request per calling thread (requests are not thread-safe)
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Run the shapes single requests and pairs will have, so the first real ones are not slow."""
+        pad_id = self.tokenizer.pad_token_id or 0
+        for width in range(WIDTH_MULTIPLE, self.budget + 2 + WIDTH_MULTIPLE, WIDTH_MULTIPLE):
+            width = min(width, self.budget + 2)
+            for rows in (1, 2):
+                self.forward(np.full((rows, width), pad_id, dtype=np.int64), np.ones((rows, width), dtype=np.int64))
+
+    def pad(self, ids: list[list[int]], rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        input_ids, mask = super().pad(ids, rows)
+        width = min(-(-input_ids.shape[1] // WIDTH_MULTIPLE) * WIDTH_MULTIPLE, self.budget + 2)
+        if width == input_ids.shape[1]:
+            return input_ids, mask
+        extra = width - input_ids.shape[1]  # masked out: attention and pooling ignore these positions
+        return (np.pad(input_ids, ((0, 0), (0, extra)), constant_values=self.tokenizer.pad_token_id or 0),
+                np.pad(mask, ((0, 0), (0, extra))))
 
     def _calibration_batches(self, texts: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
         ids = self.token_ids(list(texts))
