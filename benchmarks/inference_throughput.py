@@ -217,7 +217,9 @@ def main(argv=None) -> int:
                  "openvino-int8": ["--backend", "openvino", "--int8"]}[backend]
         log_file = root / "logs" / "inference.log"
         log_start = log_file.stat().st_size if log_file.exists() else 0  # one log for every run: read only ours
-        svc = serve(root, [*flags, "--max-batch-size", "64", "--max-batch-tokens", "16384", "--max-wait-ms", "2"])
+        # --no-cascade: every article through the probe (the spec's cascade would answer low scorers with lexical)
+        svc = serve(root, [*flags, "--no-cascade", "--max-batch-size", "64", "--max-batch-tokens", "16384",
+                           "--max-wait-ms", "2"])
         try:
             stub = scoring_pb2_grpc.ScoringServiceStub(svc.channel())
             rate = batch_throughput(stub, arts, args.seconds, 64)

@@ -57,7 +57,7 @@ def train(
                                                                "it (with --student multi) for several.")],
     labels: Annotated[list[str] | None, typer.Option("--labels", "--data", help="JSONL of labelled articles; "
                       "default: the label store. Multi: one per --filter, in order, or FILTER=PATH.")] = None,
-    kind: Annotated[str, typer.Option("--kind", "--student", help="lexical, probe, ensemble, finetune or multi; "
+    kind: Annotated[str, typer.Option("--kind", "--student", help="lexical, probe, stack, ensemble, finetune or multi; "
                                                                   "default: the spec's.")] = "",
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="Student parameter KEY=VALUE.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the split and the model.")] = 0,

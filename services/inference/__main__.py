@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 
@@ -76,6 +77,8 @@ def parser():
     p.add_argument("--max-wait-ms", type=float, help="how long a batch waits to fill")
     p.add_argument("--max-queue", type=int, help="queued articles per model before RESOURCE_EXHAUSTED")
     p.add_argument("--reload-poll-seconds", type=float, help="registry poll interval (0: off)")
+    p.add_argument("--cascade", action=argparse.BooleanOptionalAction, default=None,
+                   help="run a filter's cascade (cheap student first) when its spec sets a threshold")
     p.add_argument("--kafka-bootstrap", help="Kafka bootstrap servers (enables the stage)")
     p.add_argument("--workers", type=int, help="gRPC handler threads")
     p.add_argument("--cpu-threads", type=int, help="intra-op threads of torch / ONNX Runtime")
