@@ -50,7 +50,7 @@ def select(
         return [candidates[i] for i in rng.choice(len(candidates), size=k, replace=False)]
     if uncertainty is None or len(uncertainty) != len(candidates):
         raise ValueError("the uncertainty strategy needs one uncertainty value per candidate")
-    n_explore = int(round(k * explore_share))
+    n_explore = round(k * explore_share)
     order = np.argsort(-np.asarray(uncertainty), kind="stable")
     chosen = list(order[: k - n_explore])
     rest = np.setdiff1d(np.arange(len(candidates)), chosen)

@@ -194,9 +194,8 @@ def _label(channel, items: list[article_pb2.Article], ref, reason, step: str, pr
     stub = oracle_pb2_grpc.OracleServiceStub(channel)
     requests = (oracle_pb2.LabelRequest(article=a, filter=ref, reason=reason) for a in items)
     labels: dict[str, dict[str, float]] = {}
-    cost, done, errors = 0.0, 0, []
-    for reply in stub.LabelStream(requests, timeout=600):
-        done += 1
+    cost, errors = 0.0, []
+    for done, reply in enumerate(stub.LabelStream(requests, timeout=600), start=1):
         if reply.HasField("error") and reply.error.code:
             errors.append(f"{reply.article_id}: {reply.error.code} {reply.error.message}")
         else:

@@ -45,16 +45,16 @@ _FILLER = [
     "An earlier version of the project was paused in 2021 for lack of funding.",
 ]
 _OFF_TOPIC = [
-    ("Transfer rumours heat up before the derby", "The striker scored twice in the league match on Sunday, and "
-     "fans debated the coach's line-up for the cup final."),
-    ("Celebrity couple spotted at gala premiere", "The actress wore a designer gown on the red carpet while "
-     "photographers crowded the entrance of the cinema."),
-    ("Flash sale: new smartphone at lowest price ever", "Use the discount code at checkout to get the gadget "
-     "with free shipping; the deal ends at midnight."),
-    ("Police arrest suspect after late-night robbery", "The suspect was detained near the station after a "
-     "shop owner reported the theft, officers said."),
-    ("Ten gaming laptops ranked for this season", "Our reviewers tested the graphics cards, screens and "
-     "keyboards of the most popular models this month."),
+    ("Transfer rumours heat up before the derby", ("The striker scored twice in the league match on Sunday, and "
+     "fans debated the coach's line-up for the cup final.")),
+    ("Celebrity couple spotted at gala premiere", ("The actress wore a designer gown on the red carpet while "
+     "photographers crowded the entrance of the cinema.")),
+    ("Flash sale: new smartphone at lowest price ever", ("Use the discount code at checkout to get the gadget "
+     "with free shipping; the deal ends at midnight.")),
+    ("Police arrest suspect after late-night robbery", ("The suspect was detained near the station after a "
+     "shop owner reported the theft, officers said.")),
+    ("Ten gaming laptops ranked for this season", ("Our reviewers tested the graphics cards, screens and "
+     "keyboards of the most popular models this month.")),
 ]
 _WORD = re.compile(r"[A-Za-z][A-Za-z\-']+")
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from typing_extensions import Self
 
 SERVICES = {
     "prefilter": "services.prefilter",
@@ -104,9 +105,8 @@ def start_service(
     child_env = {**os.environ, **(env or {})}
     child_env.setdefault("HF_HUB_OFFLINE", "1")
     child_env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    log_fh = open(log_path, "ab")
-    proc = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, env=child_env, start_new_session=True)
-    log_fh.close()
+    with open(log_path, "ab") as log_fh:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, env=child_env, start_new_session=True)
     deadline = time.monotonic() + timeout
     while not ready.exists():
         if proc.poll() is not None:
@@ -128,7 +128,7 @@ class Stack:
 
     services: dict[str, ServiceProcess] = field(default_factory=dict)
 
-    def __enter__(self) -> Stack:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:

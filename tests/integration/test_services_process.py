@@ -53,7 +53,7 @@ def test_broken_filter_spec_refuses_to_start_with_the_validation_error(name, tmp
     proc = subprocess.run(
         [sys.executable, "-m", SERVICES[name], "--port", "0", "--metrics-port", "0", "--filters-dir", str(broken),
          "--state-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=120,
+        check=False, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 2
     assert "filter.yaml" in proc.stderr and "evidence-level" in proc.stderr and "underscores" in proc.stderr

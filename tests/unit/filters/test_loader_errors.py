@@ -286,6 +286,6 @@ def test_misspelt_required_key_is_one_problem(make_package):
     with pytest.raises(FilterSpecError) as info:
         load_filter(make_package(edit))
     assert info.value.problems == [
-        "dimensions[0] (human_wellbeing_impact).wieght: unknown key; did you mean 'weight'? "
-        "(allowed: name, weight, description, scale, critical_rules, evidence_focus)"
+        ("dimensions[0] (human_wellbeing_impact).wieght: unknown key; did you mean 'weight'? "
+        "(allowed: name, weight, description, scale, critical_rules, evidence_focus)")
     ]
