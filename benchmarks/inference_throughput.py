@@ -83,7 +83,8 @@ def register_models(spec, registry, texts, y):
     probe = ProbeStudent(spec.dimension_names, filter=spec.name, head="ridge", alphas=[1.0, 3.0, 10.0])
     probe.fit_embeddings(emb[:300], y[:300], emb[300:m], y[300:m])
     probe_info = registry.register(spec, probe, Calibration.fit(probe.predict_embeddings(emb[300:m]), y[300:m],
-                                                                spec.dimension_names))
+                                                                spec.dimension_names),
+                                   samples=texts[300:m])  # held-out articles, as the trainer stores them
     return lex_info, words_info, probe_info
 
 

@@ -45,6 +45,11 @@ STUDENT_DIR = "student"
 POINTER = "promoted.json"
 logger = logging.getLogger(__name__)
 REFERENCE = "reference_distribution.json"
+# Up to MAX_SAMPLES held-out (validation) texts stored with a version: what the inference service calibrates an
+# int8 encoder on and checks it against, instead of synthetic texts. They are the registry owner's own articles.
+SAMPLES = "samples.json"
+MAX_SAMPLES = 64
+MAX_SAMPLE_CHARS = 20_000
 OVERALL = "overall"
 # The five score bands of the live histograms' drift rules (deploy/prometheus/rules/recording.yml): a score
 # falls in the first band whose upper bound it does not exceed (Prometheus ``le`` buckets are inclusive).
@@ -213,12 +218,13 @@ class LoadedModel:
     """A registered version in memory: ``predict(texts) -> (raw, calibrated, lower, upper)``, each (n, n_dims)."""
 
     def __init__(self, info: ModelInfo, student, calibration: Calibration,
-                 reference: dict[str, Any] | None = None):
+                 reference: dict[str, Any] | None = None, samples: Sequence[str] | None = None):
         self.info = info
         self.student = student
         self.calibration = calibration
         # {"bands": [...], "shares": {dimension|"overall": {band: share}}, ...}; None for versions without one
         self.reference = reference
+        self.samples = list(samples or [])  # held-out texts stored with the version (empty for older ones)
 
     @property
     def dimensions(self) -> list[str]:
@@ -259,11 +265,13 @@ class ModelRegistry:
     # -- write ---------------------------------------------------------------------------------------
     def register(self, spec, student, calibration: Calibration, metrics: dict[str, float] | None = None,
                  dataset_hash: str = "", extra: dict[str, Any] | None = None,
-                 reference: dict[str, Any] | None = None, version_id: str = "") -> ModelInfo:
+                 reference: dict[str, Any] | None = None, version_id: str = "",
+                 samples: Sequence[str] | None = None) -> ModelInfo:
         """Write a new immutable version for ``spec`` (a FilterSpec) and return its info.
 
         ``reference`` (from :func:`reference_distribution`) is stored as ``reference_distribution.json``.
         ``version_id`` (default: a new one) lets the views of one multi student share their id.
+        ``samples`` (held-out texts; the first MAX_SAMPLES, each cut to MAX_SAMPLE_CHARS) go to ``samples.json``.
         """
         if list(student.dimensions) != list(spec.dimension_names):
             raise ValueError(f"student dimensions {student.dimensions} differ from {spec.ref}'s "
@@ -291,6 +299,9 @@ class ModelRegistry:
             if reference is not None:
                 _check_reference(reference, spec.dimension_names)
                 (local / REFERENCE).write_text(json.dumps(reference, indent=2, sort_keys=True), encoding="utf-8")
+            if samples:
+                texts = [str(t)[:MAX_SAMPLE_CHARS] for t in list(samples)[:MAX_SAMPLES]]
+                (local / SAMPLES).write_text(json.dumps({"texts": texts}), encoding="utf-8")
             (local / METRICS).write_text(json.dumps(clean_metrics, indent=2, sort_keys=True), encoding="utf-8")
             (local / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str),
                                           encoding="utf-8")
@@ -407,7 +418,8 @@ class ModelRegistry:
         calibration_file = local / CALIBRATION
         calibration = (Calibration.load(calibration_file) if calibration_file.exists()
                        else Calibration.identity(info.dimensions))
-        return LoadedModel(info, student, calibration, reference=_read_reference(local / REFERENCE, info))
+        return LoadedModel(info, student, calibration, reference=_read_reference(local / REFERENCE, info),
+                           samples=_read_samples(local / SAMPLES))
 
     def reference(self, info: ModelInfo) -> dict[str, Any] | None:
         """The stored reference distribution of ``info``, or None for versions registered without one."""
@@ -454,3 +466,15 @@ def _is_number(value: Any) -> bool:
         return np.isfinite(float(value))
     except (TypeError, ValueError):
         return False
+
+
+def _read_samples(path: Path) -> list[str]:
+    """The held-out texts next to a loaded version; none (an empty list) when absent or unreadable."""
+    if not path.exists():
+        return []
+    try:
+        texts = json.loads(path.read_text(encoding="utf-8"))["texts"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        logger.warning("ignoring unusable samples %s: %s", path, exc)
+        return []
+    return [t for t in texts if isinstance(t, str)] if isinstance(texts, list) else []

@@ -161,7 +161,8 @@ class RegistrySource:
         if info.kind in ("probe", "multi") and self.backend in ENCODER_BACKENDS:
             p = loaded.student.params
             key = (p["encoder"], int(p["head_tokens"]), int(p["tail_tokens"]))
-            encoder = self._encoder(*key, quantize=self.quantize, spec=spec)
+            encoder = self._encoder(*key, quantize=self.quantize, spec=spec,
+                                    samples=getattr(loaded, "samples", None))
             if self.quantize:
                 encoder = self._guard_int8(spec, loaded, key, encoder)
             int8 = encoder is not self._encoders.get((*key, False))
@@ -186,12 +187,12 @@ class RegistrySource:
                 member._encoder = BackendEncoder(backend)
 
     def _encoder(self, name: str, head: int, tail: int, quantize: bool = False,
-                 spec: FilterSpec | None = None) -> EncoderBackend:
+                 spec: FilterSpec | None = None, samples: Sequence[str] | None = None) -> EncoderBackend:
         key = (name, head, tail, quantize)
         if key not in self._encoders:  # probes of several filters share one encoder (and its weights)
             calibration = None
             if quantize and self.backend == "openvino":  # static int8 calibrates on texts like the filter's
-                calibration = synthetic_texts(spec, CALIBRATION_TEXTS, seed=11) if spec is not None else None
+                calibration = calibration_texts(spec, samples) if spec is not None else None
             self._encoders[key] = make_encoder(
                 self.backend, name, head, tail, device=self.device, max_batch_tokens=self.max_batch_tokens,
                 onnx_dir=self.onnx_dir, quantize=quantize, threads=self.threads,
@@ -202,19 +203,40 @@ class RegistrySource:
         """Serve the int8 encoder only if this head's scores stay within ``int8_max_drift`` of fp32 on probe
         texts (default INT8_MAX_MAE)."""
         fp32 = self._encoder(*key, quantize=False)
-        mae = int8_agreement(spec, loaded.student, fp32, int8)
+        samples = getattr(loaded, "samples", None)
+        mae = int8_agreement(spec, loaded.student, fp32, int8, texts=gate_texts(spec, samples))
+        on = "held-out articles" if samples and len(samples) >= MIN_SAMPLES else "synthetic texts"
         self.last_int8_mae = mae
         if mae <= self.int8_max_drift:
-            logger.info("int8 encoder accepted", extra={"fields": {"filter": spec.ref, "mae": round(mae, 4)}})
+            logger.info("int8 encoder accepted", extra={"fields": {"filter": spec.ref, "mae": round(mae, 4), "on": on}})
             return int8
         logger.warning("int8 encoder moves this head's scores too much; serving the unquantised encoder instead",
-                       extra={"fields": {"filter": spec.ref, "mae": round(mae, 4), "limit": self.int8_max_drift}})
+                       extra={"fields": {"filter": spec.ref, "mae": round(mae, 4), "limit": self.int8_max_drift,
+                                         "on": on}})
         return fp32
 
 
 INT8_MAX_MAE = 0.02
 ENCODER_BACKENDS = ("torch", "onnx", "openvino")
 CALIBRATION_TEXTS = 64
+
+
+MIN_SAMPLES = 16  # fewer held-out texts than this: synthetic texts instead
+
+
+def calibration_texts(spec: FilterSpec, samples: Sequence[str] | None) -> list[str]:
+    """What int8 quantisation calibrates on: the first half of the version's held-out texts (real articles),
+    else the filter's synthetic corpus. The gate checks on the other half, never on calibration texts."""
+    if samples and len(samples) >= MIN_SAMPLES:
+        return list(samples[: len(samples) // 2])
+    return synthetic_texts(spec, CALIBRATION_TEXTS, seed=11)
+
+
+def gate_texts(spec: FilterSpec, samples: Sequence[str] | None) -> list[str]:
+    """What the int8 gate compares on: the second half of the held-out texts, else synthetic texts."""
+    if samples and len(samples) >= MIN_SAMPLES:
+        return list(samples[len(samples) // 2:])
+    return synthetic_texts(spec, 48, seed=7)
 
 
 def synthetic_texts(spec: FilterSpec, n: int, seed: int) -> list[str]:
@@ -225,9 +247,11 @@ def synthetic_texts(spec: FilterSpec, n: int, seed: int) -> list[str]:
     return [compose_text(r["title"], r.get("text") or r.get("content", "")) for r in generate(spec, n, seed=seed)]
 
 
-def int8_agreement(spec: FilterSpec, probe, fp32: EncoderBackend, int8: EncoderBackend, n: int = 48) -> float:
-    """Mean absolute difference (0-10 scale) of a probe's scores through the two encoders on synthetic texts."""
-    texts = synthetic_texts(spec, n, seed=7)  # not the int8 calibration texts (seed 11)
+def int8_agreement(spec: FilterSpec, probe, fp32: EncoderBackend, int8: EncoderBackend, n: int = 48,
+                   texts: Sequence[str] | None = None) -> float:
+    """Mean absolute difference (0-10 scale) of a probe's scores through the two encoders on ``texts``
+    (default: ``n`` synthetic texts, not the synthetic calibration ones)."""
+    texts = list(texts) if texts else synthetic_texts(spec, n, seed=7)
     a = np.clip(probe.predict_embeddings(fp32.embed(texts)), 0, 10)
     b = np.clip(probe.predict_embeddings(int8.embed(texts)), 0, 10)
     return float(np.abs(a - b).mean())

@@ -291,7 +291,8 @@ def run_multi_training(specs: list[FilterSpec], req: TrainRequest,
                                      extra={"dataset_report": {"n_examples": len(dataset.examples),
                                                                "splits": dataset.report["splits"]},
                                             "seed": req.seed, "multi": multi},
-                                     reference=f["reference_distribution"], version_id=version_id)
+                                     reference=f["reference_distribution"], version_id=version_id,
+                                     samples=dataset.arrays("val")[0])
             f["uri"] = info.uri
         summary["model_version"] = version_id
         if req.promote:
@@ -403,7 +404,7 @@ def train_on_dataset(spec: FilterSpec, dataset: Dataset, req: TrainRequest, stud
                                  extra={"dataset_report": {"n_examples": len(dataset.examples),
                                                            "splits": dataset.report["splits"]},
                                         "seed": req.seed},
-                                 reference=summary["reference_distribution"])
+                                 reference=summary["reference_distribution"], samples=va_x)
         summary["model_version"] = info.version_id
         summary["uri"] = info.uri
         if req.promote:

@@ -208,3 +208,15 @@ def test_openvino_int8_is_calibrated_guarded_and_cached(corpus, probe, tmp_path_
     again = strict._encoder(*key, quantize=True, spec=spec)  # the quantised model comes from the cache
     assert again.model_file == int8.model_file
     assert strict._guard_int8(spec, loaded, key, again) is not again  # drifts more than 1e-6: not served
+
+
+def test_int8_calibrates_and_is_gated_on_held_out_articles_when_the_version_has_them(corpus):
+    from services.inference.registry_source import MIN_SAMPLES, calibration_texts, gate_texts
+
+    spec, texts, _y = corpus
+    samples = texts[:40]
+    calibrate, gate = calibration_texts(spec, samples), gate_texts(spec, samples)
+    assert calibrate == samples[:20] and gate == samples[20:]  # real articles, and never the same ones
+    few = texts[:MIN_SAMPLES - 1]
+    assert calibration_texts(spec, few) != few[: len(few) // 2] and len(gate_texts(spec, few)) == 48  # synthetic
+    assert not set(calibration_texts(spec, None)) & set(gate_texts(spec, None))

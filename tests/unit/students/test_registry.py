@@ -87,3 +87,17 @@ def test_register_rejects_mismatched_dimensions(trained, tmp_path):
     student, cal, _ = trained
     with pytest.raises(ValueError, match="differ from"):
         ModelRegistry(tmp_path).register(make_spec(dims=["a", "b"]), student, cal, {})
+
+
+def test_held_out_samples_are_stored_capped_and_read_back(trained, tmp_path):
+    from distillery.registry import MAX_SAMPLE_CHARS, MAX_SAMPLES
+
+    student, cal, texts = trained
+    reg = ModelRegistry(tmp_path / "reg")
+    spec = make_spec()
+    samples = [*texts, "x" * (MAX_SAMPLE_CHARS + 10)]
+    with_samples = reg.register(spec, student, cal, samples=[samples[-1], *samples[:MAX_SAMPLES + 5]])
+    loaded = reg.load(with_samples)
+    assert len(loaded.samples) == MAX_SAMPLES and len(loaded.samples[0]) == MAX_SAMPLE_CHARS
+    assert loaded.samples[1:] == texts[:MAX_SAMPLES - 1]
+    assert reg.load(reg.register(spec, student, cal)).samples == []  # versions without samples: none
