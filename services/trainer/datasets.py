@@ -63,6 +63,16 @@ class Example:
         return compose_text(self.title, self.text)
 
 
+def split_of(examples: Iterable[Example], name: str) -> list[Example]:
+    return [e for e in examples if e.split == name]
+
+
+def split_arrays(examples: Iterable[Example], name: str, width: int) -> tuple[list[str], np.ndarray]:
+    """Texts and targets ``(n, width)`` of one split."""
+    rows = split_of(examples, name)
+    return [e.input_text for e in rows], np.array([e.targets for e in rows], dtype=np.float64).reshape(len(rows), width)
+
+
 @dataclass
 class Dataset:
     filter_ref: str
@@ -72,12 +82,10 @@ class Dataset:
     hash: str = ""
 
     def split(self, name: str) -> list[Example]:
-        return [e for e in self.examples if e.split == name]
+        return split_of(self.examples, name)
 
     def arrays(self, name: str) -> tuple[list[str], np.ndarray]:
-        rows = self.split(name)
-        return [e.input_text for e in rows], np.array([e.targets for e in rows], dtype=np.float64).reshape(
-            len(rows), len(self.dimensions))
+        return split_arrays(self.examples, name, len(self.dimensions))
 
     def save(self, root: Path | str) -> Path:
         """Write ``<root>/<filter>/v<N>/<hash>/{examples.jsonl,report.json}`` (idempotent)."""
@@ -546,12 +554,10 @@ class JointDataset:
     hash: str = ""
 
     def split(self, name: str) -> list[Example]:
-        return [e for e in self.examples if e.split == name]
+        return split_of(self.examples, name)
 
     def arrays(self, name: str) -> tuple[list[str], np.ndarray]:
-        rows = self.split(name)
-        return [e.input_text for e in rows], np.array([e.targets for e in rows], dtype=np.float64).reshape(
-            len(rows), len(self.columns))
+        return split_arrays(self.examples, name, len(self.columns))
 
 
 def merged_frozen(frozen: Iterable[FrozenSplit]) -> FrozenSplit | None:

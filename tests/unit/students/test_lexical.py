@@ -12,25 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distillery.students import compose_text, load_student, make_student
+from distillery.students import load_student, make_student
 from distillery.students.manifest import MANIFEST
 from distillery.students.ngrams import HashedTfidf
-from services.trainer.synthetic import generate
 
 DIMS = ["climate", "evidence", "community"]
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def _data(n, seed):
-    records = generate(DIMS, n, seed=seed, noise=0.5)
-    texts = [compose_text(r["title"], r["text"]) for r in records]
-    y = np.array([[r["dimension_scores"][d] for d in DIMS] for r in records])
-    return texts, y
-
-
-@pytest.fixture(scope="module")
-def data():
-    return _data(200, 1), _data(40, 2), _data(60, 3)
 
 
 def _mae(pred, y):

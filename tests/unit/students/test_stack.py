@@ -7,23 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from distillery.students import compose_text, load_student, make_student
-from services.trainer.synthetic import generate
+from distillery.students import load_student, make_student
 
 DIMS = ["climate", "evidence", "community"]
 WORDS = {"kind": "lexical", "params": {"char_ngram_max": 0}}
 
 
-def _data(n, seed):
-    records = generate(DIMS, n, seed=seed, noise=0.5)
-    texts = [compose_text(r["title"], r["text"]) for r in records]
-    y = np.array([[r["dimension_scores"][d] for d in DIMS] for r in records])
-    return texts, y
-
-
 @pytest.fixture(scope="module")
-def data():
-    return _data(240, 11), _data(40, 12), _data(80, 13)
+def data(labelled):
+    return labelled(240, 11), labelled(40, 12), labelled(80, 13)
 
 
 def _mae(pred, y):

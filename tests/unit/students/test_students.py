@@ -5,22 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from distillery.students import StudentLoadError, compose_text, load_student, make_student
-from services.trainer.synthetic import generate
+from distillery.students import StudentLoadError, load_student, make_student
 
 DIMS = ["climate", "evidence", "community"]
-
-
-def _data(n, seed):
-    records = generate(DIMS, n, seed=seed, noise=0.5)
-    texts = [compose_text(r["title"], r["text"]) for r in records]
-    y = np.array([[r["dimension_scores"][d] for d in DIMS] for r in records])
-    return texts, y
-
-
-@pytest.fixture(scope="module")
-def data():
-    return _data(200, 1), _data(40, 2), _data(60, 3)
 
 
 @pytest.fixture(scope="module")
