@@ -15,7 +15,7 @@ export DS_BUILD_OPS := 0
 export TORCH_EXTENSIONS_DIR := $(CURDIR)/build/torch_extensions
 export RAY_AUTH_MODE := disabled
 
-.PHONY: help setup system-deps demo up test test-fast test-integration lint protos protos-check dashboards dashboards-check helm-lint bench clean
+.PHONY: help setup lock system-deps demo up test test-fast test-integration test-cluster lint lint-imports protos protos-check dashboards dashboards-check helm-lint bench clean
 
 help: ## List every target with what it does
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -23,12 +23,18 @@ help: ## List every target with what it does
 setup: $(BIN)/distillery system-deps ## Create .venv and install the project, all CPU extras and test tools
 	@echo "ready: $(BIN)/distillery --help"
 
-$(BIN)/distillery: pyproject.toml
+$(BIN)/distillery: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH_PIN)
-	$(BIN)/pip install --quiet -e '.[all,dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[all,dev]'
 	@touch $@
+
+lock: ## Re-resolve constraints.txt (every pinned dependency of .[all,dev]) after editing pyproject.toml
+	$(BIN)/pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --extra all --extra dev --universal --python-version 3.11 \
+	  --no-header --no-annotate | grep -vE '^(nvidia-|triton)' \
+	  | cat <(sed -n '1,3p' constraints.txt) - > constraints.txt.new && mv constraints.txt.new constraints.txt
 
 system-deps: ## Install Debian tools the tests use (prometheus, promtool) when missing and root
 	@if ! command -v promtool >/dev/null 2>&1; then \
@@ -44,8 +50,12 @@ demo: ## Run the whole pipeline locally: 4 services, synthetic corpus, train, pr
 up: ## Start the four services locally and leave them running (Ctrl-C stops them)
 	$(BIN)/distillery up
 
-test: ## Run the whole test suite (unit, integration with real services, e2e)
-	$(BIN)/pytest -q tests
+test: ## Run the whole test suite (unit, integration with real services, e2e); the multi-node ones run in test-cluster
+	$(BIN)/pytest -q --durations=25 tests -m "not ray_cluster"
+
+test-cluster: ## Run the rendered Helm chart as separate hosts (root: netns, veth, cgroups) through the whole loop, then the 2-node Ray trainer tests (~5 min, capped at 19)
+	DISTILLERY_TEST_CLUSTER=1 timeout --signal=TERM --kill-after=30 440 $(PY) -m pytest -q -rfE --tb=short tests/cluster
+	timeout --signal=TERM --kill-after=30 680 $(BIN)/pytest -q -rfE --tb=short -m ray_cluster tests/integration/test_trainer_ray_cluster.py
 
 test-fast: ## Run unit tests only
 	$(BIN)/pytest -q tests/unit
@@ -53,8 +63,11 @@ test-fast: ## Run unit tests only
 test-integration: ## Run integration and e2e tests only
 	$(BIN)/pytest -q tests/integration tests/e2e
 
-lint: ## Lint Python sources with ruff
+lint: lint-imports ## Lint Python sources with ruff, then the layer contracts (.importlinter)
 	$(BIN)/ruff check distillery services tests benchmarks
+
+lint-imports: ## Check the layer contracts: entry points > services (independent) > core > contracts
+	$(BIN)/lint-imports --config .importlinter
 
 protos: ## Regenerate Python stubs from proto/distillery/v1 into distillery/v1 (committed)
 	$(PY) -m distillery.protos generate

@@ -1,15 +1,21 @@
 """Label efficiency: does choosing articles by student uncertainty reach a test MAE with fewer labels?
 
 On the real sustainability/v1 oracle labels (7,608 articles, 8 dimensions): a fixed URL-grouped split;
-both strategies start from the same random seed set and add the same number of labels per round; the
-student is a bootstrap ensemble of `lexical` students (its members' disagreement is the uncertainty).
+every strategy starts from the same random seed set and adds the same number of labels per round; the
+student is a bootstrap ensemble of `lexical` students. ``uncertainty`` ranks by the members' disagreement;
+``diverse`` by the expected error of an error model fitted on the members' out-of-bag predictions, per unit of
+estimated oracle cost, spread over the pool by weighted k-means in a TF-IDF/SVD embedding (distillery.active).
+Writes benchmarks/results/active_learning.{json,md,png}.
 
-    .venv/bin/python benchmarks/active_learning.py [--data PATH] [--start 250] [--step 250] [--rounds 8]
+    .venv/bin/python benchmarks/active_learning.py [--data PATH] [--start 250] [--step 250] [--rounds 8] [--seeds 13,14,15]
+        [--strategies random,uncertainty,diverse] [--cost-weight 1.0] [--focus 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -17,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks._common import SUSTAINABILITY, group_split, write_results
+from benchmarks._common import RESULTS, SUSTAINABILITY, group_split, write_results
 from distillery import active
 from distillery.articles import read_jsonl
 from distillery.students import compose_text, make_student
@@ -39,16 +45,118 @@ def load(path: Path, seed: int):
 
 
 def ensemble_predict(texts, y, labelled, pool, test, members, seed):
-    """Fit ``members`` bootstrap lexical students on ``labelled``; predict pool and test."""
+    """Fit ``members`` bootstrap lexical students on ``labelled``; predict pool, test and (out of bag) labelled."""
     rng = np.random.default_rng(seed)
-    pool_preds, test_preds = [], []
-    for m in range(members):
-        boot = rng.choice(labelled, size=len(labelled), replace=True)
+    pool_preds, test_preds, oob_preds = [], [], []
+    for _ in range(members):
+        pick = rng.integers(0, len(labelled), size=len(labelled))
+        boot = labelled[pick]
         student = make_student("lexical", DIMS, char_ngram_max=0, max_chars=3000)
         student.fit([texts[i] for i in boot], y[boot])
         test_preds.append(student.predict([texts[i] for i in test]))
         pool_preds.append(student.predict([texts[i] for i in pool]) if len(pool) else np.zeros((0, len(DIMS))))
-    return np.stack(pool_preds), np.stack(test_preds)
+        oob = np.full((len(labelled), len(DIMS)), np.nan)
+        out = np.setdiff1d(np.arange(len(labelled)), pick)
+        if len(out):
+            oob[out] = student.predict([texts[labelled[i]] for i in out])
+        oob_preds.append(oob)
+    return np.stack(pool_preds), np.stack(test_preds), np.stack(oob_preds)
+
+
+def embedding(texts, train_idx, data: Path) -> np.ndarray:
+    """The clustering embedding of the training pool, computed once per dataset (cached under /tmp)."""
+    import hashlib
+
+    key = hashlib.sha256(np.asarray(train_idx, dtype=np.int64).tobytes()).hexdigest()[:12]
+    cache = Path(os.environ.get("TMPDIR", "/tmp")) / f"al_embedding_{data.stem}_{key}.npy"
+    if cache.is_file():
+        return np.load(cache)
+    emb = active.lexical_embedding([texts[i] for i in train_idx])
+    np.save(cache, emb)
+    return emb
+
+
+def pick(strategy, pool, step, pool_preds, oob_preds, labelled, ctx, rng) -> list[int]:
+    if strategy == "random":
+        return active.select(list(pool), step, strategy, rng=rng)
+    if strategy == "uncertainty":
+        return active.select(list(pool), step, strategy, active.ensemble_disagreement(pool_preds), rng)
+    model = active.bootstrap_error_model(oob_preds, ctx["y"][labelled])
+    rows = ctx["row_of"][pool]
+    return active.select(list(pool), step, strategy, active.expected_error(pool_preds, model), rng,
+                         embeddings=ctx["emb"][rows], cost=ctx["cost"][pool], cost_weight=ctx["cost_weight"],
+                         focus=ctx["focus"])
+
+
+def run_strategy(strategy, seed_set, texts, y, train_idx, test_idx, args, ctx) -> list[dict]:
+    labelled = list(seed_set)
+    rng = np.random.default_rng(args.seed + 1)
+    curve = []
+    for round_no in range(args.rounds + 1):
+        pool = np.setdiff1d(train_idx, labelled)
+        lab = np.asarray(labelled)
+        pool_preds, test_preds, oob_preds = ensemble_predict(texts, y, lab, pool, test_idx, args.members,
+                                                             args.seed + round_no)
+        mae = float(np.abs(test_preds.mean(axis=0) - y[test_idx]).mean())
+        curve.append({"labels": len(labelled), "oracle_tokens": float(ctx["cost"][lab].sum()),
+                      "test_mae": round(mae, 4)})
+        print(f"{strategy:11s} labels={len(labelled):5d} test MAE={mae:.4f}", flush=True)
+        if round_no == args.rounds:
+            break
+        labelled += pick(strategy, pool, args.step, pool_preds, oob_preds, lab, ctx, rng)
+    return curve
+
+
+def needed(curve: list[dict], target: float, key: str) -> float | None:
+    """``key`` (labels or oracle tokens) at which ``curve`` first reaches ``target``, linearly interpolated."""
+    for prev, row in zip([None, *curve], curve):
+        if row["test_mae"] <= target:
+            if prev is None or prev["test_mae"] == row["test_mae"]:
+                return row[key]
+            t = (prev["test_mae"] - target) / (prev["test_mae"] - row["test_mae"])
+            return prev[key] + t * (row[key] - prev[key])
+    return None
+
+
+def summarise(curves: dict) -> dict:
+    final = curves["random"][-1]
+    out = {"final_labels": final["labels"], "final_mae_random": final["test_mae"]}
+    for strategy, curve in curves.items():
+        if strategy == "random":
+            continue
+        step_labels = next((c["labels"] for c in curve if c["test_mae"] <= final["test_mae"]), None)
+        labels, tokens = needed(curve, final["test_mae"], "labels"), needed(curve, final["test_mae"], "oracle_tokens")
+        out[strategy] = {
+            "final_mae": curve[-1]["test_mae"],
+            "labels_to_match_random_final": step_labels,
+            "label_saving": round(1 - step_labels / final["labels"], 3) if step_labels else None,
+            "label_saving_interpolated": round(1 - labels / final["labels"], 3) if labels else None,
+            "oracle_token_saving_interpolated": round(1 - tokens / final["oracle_tokens"], 3) if tokens else None,
+        }
+    return out
+
+
+def run_seed(seed: int, args, strategies: list[str]) -> tuple[dict, int]:
+    """Every strategy's curve on the split and seed set of ``seed``; also the number of test articles."""
+    args = argparse.Namespace(**{**vars(args), "seed": seed})
+    texts, y, split = load(args.data, seed)
+    train_idx, test_idx = np.flatnonzero(split == "train"), np.flatnonzero(split == "test")
+    row_of = np.full(len(texts), -1)
+    row_of[train_idx] = np.arange(len(train_idx))
+    ctx = {"y": y, "row_of": row_of, "cost": active.oracle_cost(texts), "cost_weight": args.cost_weight,
+           "focus": args.focus, "emb": embedding(texts, train_idx, args.data)}
+    seed_set = list(np.random.default_rng(seed).choice(train_idx, size=args.start, replace=False))
+    return {s: run_strategy(s, seed_set, texts, y, train_idx, test_idx, args, ctx) for s in strategies}, len(test_idx)
+
+
+def mean_curves(per_seed: list[dict]) -> dict:
+    """Point-wise mean over seeds of every strategy's curve (the saving of one seed swings with random's last point)."""
+    def mean(s: str, i: int, key: str) -> float:
+        return float(np.mean([run[s][i][key] for run in per_seed]))
+
+    return {s: [{"labels": point["labels"], "oracle_tokens": mean(s, i, "oracle_tokens"),
+                 "test_mae": round(mean(s, i, "test_mae"), 4)} for i, point in enumerate(curve)]
+            for s, curve in per_seed[0].items()}
 
 
 def main() -> int:
@@ -58,62 +166,53 @@ def main() -> int:
     ap.add_argument("--step", type=int, default=250)
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--members", type=int, default=4)
-    ap.add_argument("--seed", type=int, default=13)
+    ap.add_argument("--seeds", default="13,14,15", help="split + seed-set seeds; curves are averaged over them")
+    ap.add_argument("--strategies", default=",".join(active.STRATEGIES))
+    ap.add_argument("--cost-weight", type=float, default=1.0, help="diverse: expected error / relative cost ** w")
+    ap.add_argument("--focus", type=float, default=active.FOCUS, help="diverse: k-means weight exponent")
+    ap.add_argument("--name", default="active_learning", help="results file stem")
     args = ap.parse_args()
     if not args.data.exists():
         print(f"error: dataset not found at {args.data}; pass --data PATH", file=sys.stderr)
         return 2
-    texts, y, split = load(args.data, args.seed)
-    train_idx, test_idx = np.flatnonzero(split == "train"), np.flatnonzero(split == "test")
-    rng = np.random.default_rng(args.seed)
-    seed_set = list(rng.choice(train_idx, size=args.start, replace=False))
-    curves: dict[str, list[dict]] = {}
     started = time.perf_counter()
-    for strategy in active.STRATEGIES:
-        labelled = list(seed_set)
-        srng = np.random.default_rng(args.seed + 1)
-        curve = []
-        for round_no in range(args.rounds + 1):
-            pool = np.setdiff1d(train_idx, labelled)
-            pool_preds, test_preds = ensemble_predict(texts, y, np.asarray(labelled), pool, test_idx,
-                                                      args.members, args.seed + round_no)
-            mae = float(np.abs(test_preds.mean(axis=0) - y[test_idx]).mean())
-            curve.append({"labels": len(labelled), "test_mae": round(mae, 4)})
-            print(f"{strategy:11s} labels={len(labelled):5d} test MAE={mae:.4f}", flush=True)
-            if round_no == args.rounds:
-                break
-            unc = active.ensemble_disagreement(pool_preds) if strategy == "uncertainty" else None
-            labelled += active.select(list(pool), args.step, strategy, unc, srng)
-        curves[strategy] = curve
-    # Labels random sampling needs to reach the MAE uncertainty sampling reached at each budget.
-    rows = []
-    for r, u in zip(curves["random"], curves["uncertainty"]):
-        rows.append([r["labels"], f"{r['test_mae']:.4f}", f"{u['test_mae']:.4f}",
-                     f"{(r['test_mae'] - u['test_mae']):+.4f}"])
-    final_u = curves["uncertainty"][-1]["test_mae"]
-    final_r = curves["random"][-1]["test_mae"]
-    reached = next((c["labels"] for c in curves["random"] if c["test_mae"] <= final_u), None)
-    # The label-efficiency figure: labels uncertainty sampling needs to match random's final MAE.
-    needed = next((c["labels"] for c in curves["uncertainty"] if c["test_mae"] <= final_r), None)
-    summary = {
-        "final_labels": curves["uncertainty"][-1]["labels"],
-        "final_mae_uncertainty": final_u,
-        "final_mae_random": curves["random"][-1]["test_mae"],
-        "random_labels_to_match_uncertainty": reached,
-        "uncertainty_labels_to_match_random_final": needed,
-        "label_saving": (round(1 - needed / curves["random"][-1]["labels"], 3) if needed else None),
-        "test_articles": len(test_idx),
-        "seconds": round(time.perf_counter() - started, 1),
-    }
-    print(summary)
-    write_results(
-        "active_learning",
-        {"data": str(args.data), "student": f"lexical word n-grams, {args.members}-member bootstrap ensemble",
-         "curves": curves, "summary": summary},
-        ["labels", "random MAE", "uncertainty MAE", "gain"], rows,
-        "python benchmarks/active_learning.py " + " ".join(sys.argv[1:]),
-    )
+    strategies = ["random", *[s for s in args.strategies.split(",") if s != "random"]]
+    seeds = [int(x) for x in args.seeds.split(",")]
+    runs = [run_seed(seed, args, strategies) for seed in seeds]
+    per_seed = {seed: {"curves": c, "summary": summarise(c), "test_articles": n} for seed, (c, n) in zip(seeds, runs)}
+    curves = mean_curves([c for c, _ in runs])
+    summary = summarise(curves)
+    summary.update(seeds=seeds, seconds=round(time.perf_counter() - started, 1), load_average=os.getloadavg()[0])
+    print(json.dumps(summary, indent=1))
+    rows = [[row["labels"], *(f"{curves[s][i]['test_mae']:.4f}" for s in strategies)]
+            for i, row in enumerate(curves["random"])]
+    command = "python benchmarks/active_learning.py " + " ".join(sys.argv[1:])
+    write_results(args.name, {"data": str(args.data), "student": f"lexical word n-grams, {args.members}-member "
+                              "bootstrap ensemble", "cost_weight": args.cost_weight, "focus": args.focus,
+                              "curves": curves, "summary": summary, "per_seed": per_seed},
+                  ["labels", *(f"{s} MAE (mean of {len(seeds)} seeds)" for s in strategies)], rows, command)
+    plot(curves, summary, RESULTS / f"{args.name}.png")
     return 0
+
+
+def plot(curves: dict, summary: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for strategy, curve in curves.items():
+        axes[0].plot([c["labels"] for c in curve], [c["test_mae"] for c in curve], marker="o", label=strategy)
+        axes[1].plot([c["oracle_tokens"] / 1e6 for c in curve], [c["test_mae"] for c in curve], marker="o",
+                     label=strategy)
+    for ax, xlabel in zip(axes, ("oracle labels", "oracle input tokens (millions, estimated)")):
+        ax.axhline(summary["final_mae_random"], color="grey", linestyle=":", linewidth=1)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("test MAE")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,15 @@
 """GPU scoring throughput of a Qwen2.5-0.5B-shaped regression student (random weights, no download).
 
 Measures articles/s at 512 tokens with the ``torch`` backend (bf16, SDPA, inference_mode; eager and
-torch.compile) and, when vLLM is installed, the ``vllm`` backend (pooling runner, classify, activation
-off), and prints each as a fraction of the FLOP limit: 2 x non-embedding parameters x tokens per article
+torch.compile) and prints each as a fraction of the FLOP limit: 2 x non-embedding parameters x tokens per article
 against this device's measured bf16 matmul rate. Goal: >= 50% of that limit.
 
     python benchmarks/gpu_throughput.py [--tokens 512] [--batch-sizes 64,128,256] [--seconds 8]
 
 On a machine without CUDA it prints why it skips and writes the reason to the JSON result (exit 0).
-Results: benchmarks/results/gpu_throughput.json and .md.
+Results: benchmarks/results/gpu_throughput.json and .md. The vLLM backend, serving a registered student, is
+measured against this same limit by the prepared GPU run, benchmarks/gpu/run_gpu.py (which reuses the
+helpers here).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -50,16 +50,23 @@ def write(result: dict, out_dir: Path) -> None:
     (out_dir / "gpu_throughput.md").write_text("\n".join(header + [""] + lines) + "\n")
 
 
-def matmul_tflops(torch, n: int = 8192, reps: int = 10) -> float:
-    a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-    b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+def _sync(torch, device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def matmul_tflops(torch, n: int = 8192, reps: int = 10, device: str = "cuda", dtype=None) -> float:
+    """This device's measured matmul rate (bf16 on CUDA): the denominator of 'fraction of the FLOP limit'."""
+    dtype = dtype or torch.bfloat16
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
     for _ in range(3):
         a @ b
-    torch.cuda.synchronize()
+    _sync(torch, device)
     t0 = time.perf_counter()
     for _ in range(reps):
         a @ b
-    torch.cuda.synchronize()
+    _sync(torch, device)
     return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e12
 
 
@@ -79,18 +86,20 @@ def non_embedding_params(model) -> int:
     return sum(p.numel() for p in model.parameters()) - emb
 
 
-def time_torch(torch, forward, batch: int, tokens: int, vocab: int, seconds: float) -> float:
-    ids = torch.randint(1, vocab, (batch, tokens), device="cuda")
+def time_torch(torch, forward, batch: int, tokens: int, vocab: int, seconds: float, device: str = "cuda",
+               warmup: int = 3) -> float:
+    """Articles/s of ``forward(ids, mask)`` on full ``tokens``-long batches, timed for ``seconds``."""
+    ids = torch.randint(1, vocab, (batch, tokens), device=device)
     mask = torch.ones_like(ids)
     with torch.inference_mode():
-        for _ in range(3):
+        for _ in range(warmup):
             forward(ids, mask)
-        torch.cuda.synchronize()
+        _sync(torch, device)
         n, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < seconds:
             forward(ids, mask)
             n += 1
-        torch.cuda.synchronize()
+        _sync(torch, device)
         return n * batch / (time.perf_counter() - t0)
 
 
@@ -101,7 +110,6 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=6.0)
     p.add_argument("--dims", type=int, default=6, help="regression outputs (filter dimensions)")
     p.add_argument("--no-compile", action="store_true")
-    p.add_argument("--no-vllm", action="store_true")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     try:
@@ -155,35 +163,6 @@ def main(argv=None) -> int:
                                                      args.seconds))
         except Exception as exc:  # noqa: BLE001 - report and go on
             result["notes"].append(f"torch.compile failed: {type(exc).__name__}: {exc}"[:300])
-    if not args.no_vllm:
-        try:
-            import importlib.util
-
-            if importlib.util.find_spec("vllm") is None:
-                raise RuntimeError("vllm is not installed (pip install 'llm-distillery[gpu]' on a CUDA machine)")
-            sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-            from services.inference.backends.vllm_backend import VllmRegressor, vllm_available
-
-            ok, why = vllm_available()
-            if not ok:
-                raise RuntimeError(why)
-            with tempfile.TemporaryDirectory() as tmp:
-                model.save_pretrained(tmp)
-                from transformers import PreTrainedTokenizerFast  # noqa: F401 - vLLM needs no tokenizer for ids
-
-                del model
-                torch.cuda.empty_cache()
-                reg = VllmRegressor(tmp, max_model_len=args.tokens + 8, gpu_memory_utilization=0.8)
-                n = max(batches) * 8
-                ids = torch.randint(1, config.vocab_size, (n, args.tokens)).tolist()
-                reg(token_ids=ids[:64])
-                t0 = time.perf_counter()
-                reg(token_ids=ids)
-                record("vllm", n, n / (time.perf_counter() - t0))
-        except Exception as exc:  # noqa: BLE001
-            msg = f"vllm backend not measured: {exc}"
-            print(msg, flush=True)
-            result["notes"].append(msg[:300])
     best = max(r["fraction_of_limit"] for r in result["runs"])
     result["best_fraction_of_limit"] = best
     result["goal_met"] = best >= 0.5

@@ -16,10 +16,11 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
+from distillery_services.oracle_gateway.consensus import agreement
+
 from distillery.articles import read_jsonl
 from distillery.config import REPO_ROOT
 from distillery.store import LabelStore
-from services.oracle_gateway.consensus import agreement
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "datasets" / "origin" / "oracle"
 

@@ -19,9 +19,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from distillery_services.trainer.datasets import build_dataset, records_from_jsonl
+
 from distillery.filters import load_filter
 from distillery.students.encoder import Encoder, resolve_encoder, text_key
-from services.trainer.datasets import build_dataset, records_from_jsonl
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from train_sustainability import DATA

@@ -148,10 +148,10 @@ class OffsetLag:
 def run_kind(kind: str, bootstrap: str, n: int, seed: int, tmp: Path, timeout: float) -> dict:
     import confluent_kafka
 
-    from distillery.articles import from_record
     from distillery.bus import ensure_topics
     from distillery.bus import topics as t
     from distillery.filters import FilterCatalog
+    from distillery.messages import from_record
     from distillery.registry import ModelRegistry
     from distillery.runtime.supervisor import Stack
     from distillery.synthetic import generate

@@ -1,17 +1,35 @@
 """Active learning: which unlabelled articles are worth an oracle call.
 
-Two signals, both from the students' own outputs: disagreement between ensemble members (the spread
-of their predictions) and the width of conformal intervals. The same functions choose articles in the
-label-efficiency benchmark and decide the ``uncertain`` routing to ``oracle.requests`` in serving.
+Signals, all from the students' own outputs: disagreement between ensemble members (the spread of their
+predictions), the width of conformal intervals, and the *expected error* of
+:class:`distillery.uncertainty.ErrorModel` (fitted on held-out rows: for a bootstrap ensemble, each labelled
+article's out-of-bag predictions, see :func:`bootstrap_error_model`). Strategies (:data:`STRATEGIES`):
+
+- ``random``: a uniform draw (the baseline);
+- ``uncertainty``: the most uncertain, plus a random ``explore_share``;
+- ``diverse``: weighted k-means in an embedding space with one cluster per label to buy, each article weighted
+  by its value per unit of oracle cost (expected error / relative cost ** ``cost_weight``), then the most
+  valuable article of every cluster. Pure uncertainty keeps asking about one kind of outlier and skews the
+  labelled sample; the clusters spread a batch over the pool's regions, the weights pull the centres towards
+  where the student errs.
+
+The same functions choose articles in the label-efficiency benchmark (benchmarks/active_learning.py) and decide
+the ``uncertain`` routing to ``oracle.requests`` in serving.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 
-STRATEGIES = ("random", "uncertainty")
+STRATEGIES = ("random", "uncertainty", "diverse")
+EMBEDDING_DIMS = 64  # components of the lexical embedding the ``diverse`` strategy clusters in
+KMEANS_ITERATIONS = 50  # a batch's clusters need not converge fully; this bounds selection time on big pools
+# k-means weight = (value / mean value) ** FOCUS: 4 saved the most labels of 1, 2, 4 and 8 on the real labels
+# (benchmarks/results/active_learning_notes.md)
+FOCUS = 4.0
 
 
 def ensemble_disagreement(member_predictions: np.ndarray) -> np.ndarray:
@@ -27,6 +45,79 @@ def interval_width(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
     return (np.asarray(upper) - np.asarray(lower)).max(axis=1)
 
 
+def oracle_cost(texts: Sequence[str], prompt_tokens: int = 8000, chars_per_token: float = 4.0) -> np.ndarray:
+    """Estimated input tokens of one oracle call per article: the filter prompt plus the article (n,).
+
+    The filter prompts are ~8K tokens (docs: DOMAIN.md), so a long article costs up to ~1.5x a short one; pass
+    a filter's own prompt size where it is known."""
+    return prompt_tokens + np.array([len(t or "") for t in texts], dtype=np.float64) / chars_per_token
+
+
+def bootstrap_error_model(oob_predictions: np.ndarray, targets: np.ndarray):
+    """An :class:`~distillery.uncertainty.ErrorModel` from a bootstrap ensemble's out-of-bag predictions.
+
+    ``oob_predictions`` (k, n, d) holds each member's predictions of the labelled articles, NaN where the
+    article was in that member's bootstrap sample. Rows seen out-of-bag by at least two members are the
+    held-out set (features: mean raw score and the members' spread). None when fewer than 10 such rows."""
+    from distillery.uncertainty import ErrorModel
+
+    oob = np.asarray(oob_predictions, dtype=np.float64)
+    seen = (~np.isnan(oob[..., 0])).sum(axis=0) >= 2
+    if seen.sum() < 10:
+        return None
+    rows = oob[:, seen]
+    raw, spread = np.nanmean(rows, axis=0), np.nanstd(rows, axis=0)
+    return ErrorModel.fit(raw, raw, raw, raw, np.asarray(targets, dtype=np.float64)[seen], spread)
+
+
+def expected_error(member_predictions: np.ndarray, model) -> np.ndarray:
+    """Expected mean absolute error of the members' mean prediction (n,), by ``model`` (an ErrorModel fitted
+    by :func:`bootstrap_error_model`); the members' disagreement where there is no model yet."""
+    preds = np.asarray(member_predictions, dtype=np.float64)
+    if model is None:
+        return ensemble_disagreement(preds)
+    raw = preds.mean(axis=0)
+    return model.expected_error(raw, raw, raw, preds.std(axis=0))
+
+
+def lexical_embedding(texts: Sequence[str], dims: int = EMBEDDING_DIMS, seed: int = 0) -> np.ndarray:
+    """A dense embedding of articles for clustering: word 1-2-gram TF-IDF reduced by truncated SVD (n, dims)."""
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from distillery.articles import head_tail_chars
+
+    docs = [head_tail_chars(t or "", 3000) for t in texts]
+    tfidf = TfidfVectorizer(ngram_range=(1, 2), min_df=min(3, len(docs)), sublinear_tf=True, dtype=np.float32)
+    X = tfidf.fit_transform(docs)
+    dims = max(1, min(dims, X.shape[1] - 1, len(docs) - 1))
+    return TruncatedSVD(dims, random_state=seed).fit_transform(X)
+
+
+def diverse_pick(value: np.ndarray, embeddings: np.ndarray, k: int, seed: int = 0, focus: float = FOCUS) -> list[int]:
+    """Positions of ``k`` rows: weighted k-means (weights ``value ** focus``) with ``k`` clusters, the most valuable
+    row of each; clusters that come out empty are filled with the most valuable rows not yet chosen."""
+    from sklearn.cluster import KMeans
+    from sklearn.exceptions import ConvergenceWarning
+
+    value = np.asarray(value, dtype=np.float64)
+    weights = (np.maximum(value, 1e-12) / max(float(value.mean()), 1e-12)) ** float(focus)
+    km = KMeans(k, n_init=1, random_state=seed, max_iter=KMEANS_ITERATIONS)
+    with warnings.catch_warnings():  # duplicate articles give fewer distinct clusters: filled below
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        labels = km.fit(np.asarray(embeddings, dtype=np.float64), sample_weight=weights).labels_
+    chosen = []
+    for cluster in range(k):
+        members = np.flatnonzero(labels == cluster)
+        if len(members):
+            chosen.append(int(members[np.argmax(value[members])]))
+    chosen = list(dict.fromkeys(chosen))
+    if len(chosen) < k:
+        rest = [int(i) for i in np.argsort(-value, kind="stable") if int(i) not in set(chosen)]
+        chosen += rest[: k - len(chosen)]
+    return chosen
+
+
 def select(
     candidates: Sequence[int],
     k: int,
@@ -34,12 +125,18 @@ def select(
     uncertainty: np.ndarray | None = None,
     rng: np.random.Generator | None = None,
     explore_share: float = 0.2,
+    embeddings: np.ndarray | None = None,
+    cost: np.ndarray | None = None,
+    cost_weight: float = 1.0,
+    focus: float = FOCUS,
 ) -> list[int]:
     """Pick ``k`` of ``candidates``.
 
-    ``uncertainty`` (aligned with ``candidates``) ranks them for the ``uncertainty`` strategy; a share
-    ``explore_share`` is still drawn at random, because pure uncertainty sampling keeps asking about the
-    same kind of outlier and under-samples the bulk of the distribution.
+    ``uncertainty`` (aligned with ``candidates``: an expected error or the members' disagreement) ranks them for
+    ``uncertainty`` and ``diverse``. ``uncertainty`` still draws a share ``explore_share`` at random, because
+    pure uncertainty sampling keeps asking about the same kind of outlier. ``diverse`` also needs
+    ``embeddings`` (one row per candidate) and divides by the relative oracle ``cost`` ** ``cost_weight``
+    when ``cost`` is given; ``focus`` sharpens its k-means weights towards the most valuable articles.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
@@ -49,7 +146,10 @@ def select(
     if strategy == "random":
         return [candidates[i] for i in rng.choice(len(candidates), size=k, replace=False)]
     if uncertainty is None or len(uncertainty) != len(candidates):
-        raise ValueError("the uncertainty strategy needs one uncertainty value per candidate")
+        raise ValueError(f"the {strategy} strategy needs one uncertainty value per candidate")
+    if strategy == "diverse":
+        return [candidates[i] for i in _diverse(candidates, k, uncertainty, rng, embeddings, cost, cost_weight,
+                                                                  focus)]
     n_explore = round(k * explore_share)
     order = np.argsort(-np.asarray(uncertainty), kind="stable")
     chosen = list(order[: k - n_explore])
@@ -57,3 +157,58 @@ def select(
     if n_explore and len(rest):
         chosen += list(rng.choice(rest, size=min(n_explore, len(rest)), replace=False))
     return [candidates[i] for i in chosen]
+
+
+def _diverse(candidates, k, uncertainty, rng, embeddings, cost, cost_weight, focus) -> list[int]:
+    if embeddings is None or len(embeddings) != len(candidates):
+        raise ValueError("the diverse strategy needs one embedding row per candidate")
+    value = np.asarray(uncertainty, dtype=np.float64)
+    if cost is not None:
+        cost = np.asarray(cost, dtype=np.float64)
+        if len(cost) != len(candidates) or np.any(cost <= 0):
+            raise ValueError("cost needs one positive value per candidate")
+        value = value / (cost / cost.mean()) ** float(cost_weight)
+    if k == 0:
+        return []
+    return diverse_pick(value, embeddings, k, seed=int(rng.integers(2**31)), focus=focus)
+
+
+def bootstrap_predictions(texts: Sequence[str], targets: np.ndarray, pool_texts: Sequence[str], members: int = 4,
+                          seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Fit ``members`` bootstrap ``lexical`` students (word n-grams: seconds on thousands of labels) on the
+    labelled articles; return their pool predictions (k, n_pool, d) and out-of-bag predictions (k, n, d)."""
+    from distillery.students import make_student
+
+    texts, pool_texts = list(texts), list(pool_texts)
+    y = np.asarray(targets, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    dims = [f"d{j}" for j in range(y.shape[1])]
+    pool_preds, oob_preds = [], []
+    for _ in range(members):
+        pick = rng.integers(0, len(texts), size=len(texts))
+        student = make_student("lexical", dims, char_ngram_max=0, max_chars=3000)
+        student.fit([texts[i] for i in pick], y[pick])
+        pool_preds.append(student.predict(pool_texts))
+        oob = np.full(y.shape, np.nan)
+        out = np.setdiff1d(np.arange(len(texts)), pick)
+        if len(out):
+            oob[out] = student.predict([texts[i] for i in out])
+        oob_preds.append(oob)
+    return np.stack(pool_preds), np.stack(oob_preds)
+
+
+def plan_batch(texts: Sequence[str], targets: np.ndarray, pool_texts: Sequence[str], k: int,
+               strategy: str = "diverse", members: int = 4, seed: int = 0, prompt_tokens: int = 8000,
+               cost_weight: float = 1.0) -> tuple[list[int], np.ndarray]:
+    """The next ``k`` pool articles to send to the oracle, given the labelled ``texts``/``targets``: positions in
+    ``pool_texts`` and every pool article's expected error (the value the strategies rank by)."""
+    if len(texts) < 2:
+        raise ValueError("active selection needs at least 2 labelled articles")
+    pool_preds, oob = bootstrap_predictions(texts, targets, pool_texts, members, seed)
+    expected = expected_error(pool_preds, bootstrap_error_model(oob, targets))
+    rng = np.random.default_rng(seed)
+    embeddings = lexical_embedding(pool_texts, seed=seed) if strategy == "diverse" else None
+    cost = oracle_cost(pool_texts, prompt_tokens)
+    chosen = select(range(len(pool_texts)), k, strategy, expected, rng, embeddings=embeddings, cost=cost,
+                    cost_weight=cost_weight)
+    return chosen, expected

@@ -1,14 +1,18 @@
-"""Articles: identity, validation, conversion between JSON records and the protobuf message, truncation."""
+"""Articles: the domain type, identity, validation, JSON records, truncation.
+
+Plain Python: the engines and the label store use :class:`Article`; the edges turn the generated
+``distillery.v1.Article`` message into one and back (:mod:`distillery.messages`). :func:`validate` reads and
+fills only the fields both share, so it checks either.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from distillery.v1 import article_pb2
+from typing import Any, TypeVar
 
 DEFAULT_MAX_TEXT_BYTES = 1_000_000
 
@@ -28,7 +32,58 @@ def content_hash(title: str, text: str) -> str:
     return hashlib.sha256(f"{title}\n{text}".encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def validate(article: article_pb2.Article, max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES) -> article_pb2.Article:
+FIELDS = ("id", "title", "text", "url", "source", "source_type", "language", "published_at")
+
+
+@dataclass
+class Article:
+    """One article as every stage sees it (the fields of the ``distillery.v1.Article`` message)."""
+
+    id: str = ""
+    title: str = ""
+    text: str = ""
+    url: str = ""
+    source: str = ""
+    source_type: str = ""
+    language: str = ""
+    published_at: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def copy_of(cls, other: Any) -> Article:
+        """A new Article with the fields of ``other`` (an Article or anything with the same attributes)."""
+        return cls(**{f: getattr(other, f) for f in FIELDS}, metadata=dict(other.metadata))
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Article:
+        """From a JSON record (accepts ``content`` for ``text`` and ``published_date``); the id derived when
+        absent. Metadata values that are not strings are kept as their JSON."""
+        values = {f: record.get(f) for f in FIELDS}
+        values["text"] = values["text"] or record.get("content") or ""
+        values["published_at"] = values["published_at"] or record.get("published_date") or ""
+        article = cls(**{k: str(v) for k, v in values.items() if v is not None})
+        meta = record.get("metadata") or {}
+        if isinstance(meta, Mapping):
+            article.metadata = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
+        if not article.id:
+            article.id = derive_id(article.url, article.title, article.text)
+        return article
+
+    def to_record(self) -> dict[str, Any]:
+        return article_record(self)
+
+
+def article_record(article: Any) -> dict[str, Any]:
+    """The JSON record of an article (an Article or anything with the same attributes)."""
+    record: dict[str, Any] = {f: getattr(article, f) for f in FIELDS}
+    record["metadata"] = dict(article.metadata)
+    return record
+
+
+A = TypeVar("A")
+
+
+def validate(article: A, max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES) -> A:
     """Check the fields every stage needs and fill in a derived id; raise InvalidArticleError otherwise."""
     if not article.title.strip():
         raise InvalidArticleError("article.title is missing or blank: every article needs a headline")
@@ -42,30 +97,6 @@ def validate(article: article_pb2.Article, max_text_bytes: int = DEFAULT_MAX_TEX
     if not article.id:
         article.id = derive_id(article.url, article.title, article.text)
     return article
-
-
-_FIELDS = ("id", "title", "text", "url", "source", "source_type", "language", "published_at")
-
-
-def from_record(record: Mapping[str, Any]) -> article_pb2.Article:
-    """Build an Article from a JSON record (accepts ``content`` for ``text`` and ``published_date``)."""
-    values = {f: record.get(f) for f in _FIELDS}
-    values["text"] = values["text"] or record.get("content") or ""
-    values["published_at"] = values["published_at"] or record.get("published_date") or ""
-    article = article_pb2.Article(**{k: str(v) for k, v in values.items() if v is not None})
-    meta = record.get("metadata") or {}
-    if isinstance(meta, Mapping):
-        for k, v in meta.items():
-            article.metadata[str(k)] = v if isinstance(v, str) else json.dumps(v)
-    if not article.id:
-        article.id = derive_id(article.url, article.title, article.text)
-    return article
-
-
-def to_record(article: article_pb2.Article) -> dict[str, Any]:
-    record: dict[str, Any] = {f: getattr(article, f) for f in _FIELDS}
-    record["metadata"] = dict(article.metadata)
-    return record
 
 
 def read_jsonl(path: Path | str) -> Iterator[dict[str, Any]]:

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from distillery.uncertainty import ErrorModel
+
 MIN_SCORE, MAX_SCORE = 0.0, 10.0
 METHODS = ("auto", "median", "mean", "identity")
 CV_FOLDS = 5
@@ -90,6 +92,8 @@ class Calibration:
         self.dims = list(dimensions)
         self.coverage = float(coverage)
         self.info = dict(info or {})
+        # the expected-error model behind the `uncertain` flag (distillery.uncertainty); None: not fitted
+        self.error_model: ErrorModel | None = None
 
     @property
     def dimensions(self) -> list[str]:
@@ -114,28 +118,14 @@ class Calibration:
             raise ValueError(f"raw {raw.shape} and targets {targets.shape} must both be (n, {len(dimensions)})")
         if not 0.5 <= coverage < 1.0:
             raise ValueError(f"coverage must be in [0.5, 1), got {coverage}")
-        dims, chosen = [], []
-        for j, name in enumerate(dimensions):
-            dim = DimensionCalibration(name=name, band_edges=[float(e) for e in band_edges])
-            kind = method
-            if len(raw) < 20 or np.ptp(raw[:, j]) == 0:
-                kind = "identity"  # too little to learn a map from
-            elif kind == "auto":
-                kind = choose_map(raw[:, j], targets[:, j], seed=seed)
-            dim.x, dim.y = (list(v) for v in fit_map(kind, raw[:, j], targets[:, j]))
-            if kind == "median":
-                dim.center_x, dim.center_y = (list(v) for v in fit_map("mean", raw[:, j], targets[:, j]))
-            chosen.append(kind)
-            center = dim.center(raw[:, j], dim.calibrate(raw[:, j]))
-            residuals = np.abs(targets[:, j] - center)
-            dim.global_q = conformal_quantile(residuals, coverage)
-            bands = np.digitize(center, dim.band_edges)
-            dim.band_q = []
-            for b in range(len(dim.band_edges) + 1):
-                in_band = residuals[bands == b]
-                q = conformal_quantile(in_band, coverage) if len(in_band) >= min_band_points else dim.global_q
-                dim.band_q.append(q)
-            dims.append(dim)
+        # one part per dimension (its cross-validated choice of map); spread over Ray inside a training job
+        from distillery import parallel
+
+        settings = (method, float(coverage), [float(e) for e in band_edges], int(min_band_points), int(seed))
+        fitted = parallel.current().map(fit_dimension, [(name, raw[:, j], targets[:, j], settings)
+                                                        for j, name in enumerate(dimensions)], stage="calibration")
+        dims = [dim for dim, _ in fitted]
+        chosen = [kind for _, kind in fitted]
         return cls(dims, coverage, {"fitted_on": len(raw), "isotonic": bool(isotonic), "method": method,
                                     "maps": chosen, "min_band_points": int(min_band_points)})
 
@@ -156,6 +146,20 @@ class Calibration:
             upper[:, j] = np.maximum(center + half, cal[:, j])
         return cal, np.clip(lower, MIN_SCORE, MAX_SCORE), np.clip(upper, MIN_SCORE, MAX_SCORE)
 
+    def fit_error_model(self, raw: np.ndarray, targets: np.ndarray, spread: np.ndarray | None = None) -> ErrorModel:
+        """Fit (and keep) the expected-error model behind the ``uncertain`` flag on held-out ``raw``/``targets``,
+        the same rows this calibration was fitted on (distillery.uncertainty)."""
+        calibrated, lower, upper = self.apply(raw)
+        self.error_model = ErrorModel.fit(raw, calibrated, lower, upper, targets, spread)
+        return self.error_model
+
+    def expected_error(self, raw: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+                       spread: np.ndarray | None = None) -> np.ndarray | None:
+        """Each row's expected mean absolute error, or None for a calibration without an error model."""
+        if self.error_model is None:
+            return None
+        return self.error_model.expected_error(raw, lower, upper, spread)
+
     def intervals_for(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Intervals around the raw (uncalibrated, clamped) prediction, for comparisons."""
         raw = np.clip(np.atleast_2d(raw), MIN_SCORE, MAX_SCORE)
@@ -164,18 +168,24 @@ class Calibration:
 
     # -- io ------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {
+        document = {
             "schema": CALIBRATION_SCHEMA,
             "coverage": self.coverage,
             "info": self.info,
             "dimensions": [dict(d.__dict__) for d in self.dims],  # copies: callers may edit the document
         }
+        if self.error_model is not None:
+            document["error_model"] = self.error_model.to_dict()
+        return document
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Calibration:
         try:
             dims = [DimensionCalibration(**d) for d in data["dimensions"]]
-            return cls(dims, float(data.get("coverage", 0.9)), data.get("info"))
+            calibration = cls(dims, float(data.get("coverage", 0.9)), data.get("info"))
+            if data.get("error_model"):
+                calibration.error_model = ErrorModel.from_dict(data["error_model"])
+            return calibration
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a calibration document: {exc}") from None
 
@@ -198,6 +208,31 @@ class Calibration:
         """No calibration and fixed-width intervals (a model registered without held-out data)."""
         return cls([DimensionCalibration(name=n, band_q=[], global_q=half_width) for n in dimensions], 0.9,
                    {"identity": True})
+
+
+def fit_dimension(name: str, raw: np.ndarray, targets: np.ndarray,
+                  settings: tuple) -> tuple[DimensionCalibration, str]:
+    """One dimension's map and conformal bands (one part); returns it and the map it chose."""
+    method, coverage, band_edges, min_band_points, seed = settings
+    dim = DimensionCalibration(name=name, band_edges=list(band_edges))
+    kind = method
+    if len(raw) < 20 or np.ptp(raw) == 0:
+        kind = "identity"  # too little to learn a map from
+    elif kind == "auto":
+        kind = choose_map(raw, targets, seed=seed)
+    dim.x, dim.y = (list(v) for v in fit_map(kind, raw, targets))
+    if kind == "median":
+        dim.center_x, dim.center_y = (list(v) for v in fit_map("mean", raw, targets))
+    center = dim.center(raw, dim.calibrate(raw))
+    residuals = np.abs(targets - center)
+    dim.global_q = conformal_quantile(residuals, coverage)
+    bands = np.digitize(center, dim.band_edges)
+    dim.band_q = []
+    for b in range(len(dim.band_edges) + 1):
+        in_band = residuals[bands == b]
+        dim.band_q.append(conformal_quantile(in_band, coverage) if len(in_band) >= min_band_points
+                          else dim.global_q)
+    return dim, kind
 
 
 def fit_map(kind: str, raw: np.ndarray, targets: np.ndarray) -> tuple[list[float], list[float]]:

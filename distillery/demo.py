@@ -18,7 +18,7 @@ import grpc
 import numpy as np
 
 from distillery import articles as articles_mod
-from distillery import synthetic
+from distillery import messages, synthetic
 from distillery.filters import FilterCatalog, FilterSpec
 from distillery.runtime.supervisor import SERVICES, Stack
 from distillery.v1 import (
@@ -99,11 +99,7 @@ def run_demo(
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    records = list(synthetic.generate(spec, count, seed=seed))
-    corpus = [articles_mod.from_record(r) for r in records]
-    articles_mod.write_jsonl(state_dir / "corpus.jsonl", records)
-    n_held = max(int(len(corpus) * held_out_share), 1)
-    train_pool, held_out = corpus[:-n_held], corpus[-n_held:]
+    corpus, train_pool, held_out = _corpus(spec, count, seed, held_out_share, state_dir)
     timings["corpus"] = time.perf_counter() - t0
 
     args = ["--state-dir", str(state_dir), "--filters-dir", str(filters_dir), "--filter", spec.name]
@@ -117,60 +113,100 @@ def run_demo(
         timings["start"] = time.perf_counter() - t0
         channels = {name: svc.channel() for name, svc in stack.services.items()}
         try:
-            passed = _prefilter(channels["prefilter"], corpus, ref, progress)
-            timings["prefilter"] = time.perf_counter() - t0 - timings["start"]
-
-            t1 = time.perf_counter()
-            to_label = [a for a in train_pool if a.id in passed]
-            labels, cost = _label(channels["oracle_gateway"], to_label, ref, oracle_pb2.LABEL_REASON_TRAINING,
-                                  "label (oracle)", progress)
-            timings["label"] = time.perf_counter() - t1
-            if len(labels) < 20:
-                raise DemoError(f"only {len(labels)} labels: too few to train (see {state_dir / 'logs'})")
-
-            t1 = time.perf_counter()
-            job = _train(channels["trainer"], ref, student_kind, seed, train_params or {}, progress)
-            train_seconds = time.perf_counter() - t1
-            timings["train"] = train_seconds
-            trainer_pb2_grpc.TrainerServiceStub(channels["trainer"]).Promote(
-                trainer_pb2.PromoteRequest(filter=ref, version=job.model_version), timeout=30
-            )
-
-            t1 = time.perf_counter()
-            scored_pool = [a for a in held_out if a.id in passed]
-            predictions, latencies, score_seconds = _score(channels["inference"], scored_pool, ref,
-                                                          job.model_version, progress)
-            timings["score"] = time.perf_counter() - t1
-
-            audit, audit_cost = _label(channels["oracle_gateway"], scored_pool, ref, oracle_pb2.LABEL_REASON_AUDIT,
-                                       "audit labels", progress)
-            cost += audit_cost
+            run = _through_services(channels, ref, corpus, train_pool, held_out, student_kind, seed,
+                                    train_params or {}, state_dir, progress, timings, t0)
         finally:
             for channel in channels.values():
                 channel.close()
+    return _result(spec, student_kind, corpus, held_out, run, timings)
 
+
+def _corpus(spec: FilterSpec, count: int, seed: int, held_out_share: float, state_dir: Path):
+    """The synthetic corpus (also written to corpus.jsonl), its training pool and its held-out tail."""
+    records = list(synthetic.generate(spec, count, seed=seed))
+    corpus = [messages.from_record(r) for r in records]
+    articles_mod.write_jsonl(state_dir / "corpus.jsonl", records)
+    n_held = max(int(len(corpus) * held_out_share), 1)
+    return corpus, corpus[:-n_held], corpus[-n_held:]
+
+
+@dataclass
+class _Run:
+    """What one path through the four services produced."""
+
+    passed: set[str]
+    labels: dict[str, dict[str, float]]
+    audit: dict[str, dict[str, float]]
+    cost: float
+    model_version: str
+    train_seconds: float
+    scored_pool: list[article_pb2.Article]
+    predictions: dict[str, dict[str, float]]
+    latencies: list[float]
+    score_seconds: float
+
+
+def _through_services(channels: dict, ref, corpus, train_pool, held_out, student_kind: str, seed: int,
+                      train_params: dict[str, str], state_dir: Path, progress: Progress,
+                      timings: dict[str, float], started: float) -> _Run:
+    """Prefilter everything, label the training pool, train, promote, score the held-out articles and label
+    them for the audit; ``timings`` gets each step's seconds."""
+    passed = _prefilter(channels["prefilter"], corpus, ref, progress)
+    timings["prefilter"] = time.perf_counter() - started - timings["start"]
+
+    t1 = time.perf_counter()
+    to_label = [a for a in train_pool if a.id in passed]
+    labels, cost = _label(channels["oracle_gateway"], to_label, ref, oracle_pb2.LABEL_REASON_TRAINING,
+                          "label (oracle)", progress)
+    timings["label"] = time.perf_counter() - t1
+    if len(labels) < 20:
+        raise DemoError(f"only {len(labels)} labels: too few to train (see {state_dir / 'logs'})")
+
+    t1 = time.perf_counter()
+    job = _train(channels["trainer"], ref, student_kind, seed, train_params, progress)
+    train_seconds = time.perf_counter() - t1
+    timings["train"] = train_seconds
+    trainer_pb2_grpc.TrainerServiceStub(channels["trainer"]).Promote(
+        trainer_pb2.PromoteRequest(filter=ref, version=job.model_version), timeout=30
+    )
+
+    t1 = time.perf_counter()
+    scored_pool = [a for a in held_out if a.id in passed]
+    predictions, latencies, score_seconds = _score(channels["inference"], scored_pool, ref,
+                                                  job.model_version, progress)
+    timings["score"] = time.perf_counter() - t1
+
+    audit, audit_cost = _label(channels["oracle_gateway"], scored_pool, ref, oracle_pb2.LABEL_REASON_AUDIT,
+                               "audit labels", progress)
+    return _Run(passed, labels, audit, cost + audit_cost, job.model_version, train_seconds, scored_pool,
+                predictions, latencies, score_seconds)
+
+
+def _result(spec: FilterSpec, student_kind: str, corpus: list, held_out: list, run: _Run,
+            timings: dict[str, float]) -> DemoResult:
+    """Student and mean-predictor MAE against the audit labels, scoring throughput and latency."""
     dims = spec.dimension_names
-    train_matrix = np.array([[labels[a][d] for d in dims] for a in labels])
-    ids = [a.id for a in scored_pool if a.id in audit and a.id in predictions]
-    oracle = np.array([[audit[i][d] for d in dims] for i in ids])
-    student = np.array([[predictions[i][d] for d in dims] for i in ids])
+    train_matrix = np.array([[run.labels[a][d] for d in dims] for a in run.labels])
+    ids = [a.id for a in run.scored_pool if a.id in run.audit and a.id in run.predictions]
+    oracle = np.array([[run.audit[i][d] for d in dims] for i in ids])
+    student = np.array([[run.predictions[i][d] for d in dims] for i in ids])
     mae = np.abs(student - oracle).mean(axis=0)
     baseline = np.abs(train_matrix.mean(axis=0)[None, :] - oracle).mean(axis=0)
-    lat_ms = sorted(x * 1000 for x in latencies) or [0.0]
+    lat_ms = sorted(x * 1000 for x in run.latencies) or [0.0]
     return DemoResult(
         filter=spec.ref,
         articles=len(corpus),
         held_out=len(held_out),
-        passed=len(passed),
-        labels=len(labels) + len(audit),
-        cost_usd=cost,
-        train_seconds=train_seconds,
-        model_version=job.model_version,
+        passed=len(run.passed),
+        labels=len(run.labels) + len(run.audit),
+        cost_usd=run.cost,
+        train_seconds=run.train_seconds,
+        model_version=run.model_version,
         student_kind=student_kind,
         dimension_mae={d: float(m) for d, m in zip(dims, mae)},
         mean_predictor_mae={d: float(m) for d, m in zip(dims, baseline)},
-        scored=len(predictions),
-        scoring_articles_per_second=len(predictions) / score_seconds if score_seconds else 0.0,
+        scored=len(run.predictions),
+        scoring_articles_per_second=len(run.predictions) / run.score_seconds if run.score_seconds else 0.0,
         scoring_p50_ms=statistics.median(lat_ms),
         scoring_p99_ms=lat_ms[min(int(len(lat_ms) * 0.99), len(lat_ms) - 1)],
         timings=timings,

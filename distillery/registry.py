@@ -7,7 +7,8 @@ Layout under the registry root (a local folder by default, any fsspec URI when f
         metrics.json       held-out metrics recorded at registration
         calibration.json   isotonic maps + conformal intervals (distillery.calibration)
         reference_distribution.json   share of the model's calibrated val+test predictions per score band,
-                           per dimension and for the overall score (the drift reference; absent in old versions)
+                           per dimension and for the overall score (the drift reference, distillery.drift;
+                           absent in old versions)
         student/           the student's own files (its manifest.json names its kind)
     <root>/<filter_name>/promoted.json   the served version and the promotion history (written atomically)
 
@@ -35,8 +36,10 @@ from typing import Any
 
 import numpy as np
 
+from distillery import identifiers
 from distillery.calibration import Calibration
 from distillery.config import REPO_ROOT
+from distillery.drift import check_reference
 
 MANIFEST = "manifest.json"
 METRICS = "metrics.json"
@@ -50,35 +53,6 @@ REFERENCE = "reference_distribution.json"
 SAMPLES = "samples.json"
 MAX_SAMPLES = 64
 MAX_SAMPLE_CHARS = 20_000
-OVERALL = "overall"
-# The five score bands of the live histograms' drift rules (deploy/prometheus/rules/recording.yml): a score
-# falls in the first band whose upper bound it does not exceed (Prometheus ``le`` buckets are inclusive).
-SCORE_BANDS: tuple[tuple[str, float], ...] = (("0-2", 2.0), ("3-4", 4.0), ("5-6", 6.0), ("7-8", 8.0),
-                                              ("9-10", float("inf")))
-
-
-def band_shares(values: Sequence[float] | np.ndarray) -> dict[str, float]:
-    """Share of ``values`` (0-10 scores) in each of :data:`SCORE_BANDS`; raises ValueError when empty."""
-    arr = np.asarray(values, dtype=np.float64).ravel()
-    arr = arr[np.isfinite(arr)]
-    if arr.size == 0:
-        raise ValueError("no finite scores to compute band shares from")
-    uppers = np.array([upper for _, upper in SCORE_BANDS[:-1]])
-    index = np.searchsorted(uppers, np.clip(arr, 0.0, 10.0), side="left")  # x <= upper -> that band
-    counts = np.bincount(index, minlength=len(SCORE_BANDS))
-    return {name: float(c) / arr.size for (name, _), c in zip(SCORE_BANDS, counts, strict=True)}
-
-
-def reference_distribution(dimensions: Sequence[str], calibrated: np.ndarray, overall: np.ndarray,
-                           split: str = "val+test") -> dict[str, Any]:
-    """The drift reference of a model: band shares of its calibrated predictions per dimension and overall."""
-    calibrated = np.atleast_2d(np.asarray(calibrated, dtype=np.float64))
-    if calibrated.shape[1] != len(dimensions):
-        raise ValueError(f"expected {len(dimensions)} columns of predictions, got {calibrated.shape[1]}")
-    shares = {d: band_shares(calibrated[:, i]) for i, d in enumerate(dimensions)}
-    shares[OVERALL] = band_shares(overall)
-    return {"bands": [name for name, _ in SCORE_BANDS], "split": split, "n": int(calibrated.shape[0]),
-            "shares": shares}
 
 
 class RegistryError(LookupError):
@@ -139,7 +113,7 @@ class ModelInfo:
 class _Storage:
     """Local paths, or an fsspec filesystem for URIs such as ``s3://bucket/models`` or ``memory://x``."""
 
-    def __init__(self, root: Path | str):
+    def __init__(self, root: Path | str, storage_options: dict[str, Any] | None = None):
         text = str(root)
         self.remote = "://" in text and not text.startswith("file://")
         if self.remote:
@@ -147,15 +121,27 @@ class _Storage:
                 import fsspec
             except ImportError:
                 raise ValueError(f"registry URI {text} needs fsspec (pip install fsspec)") from None
-            self.fs, self.root = fsspec.core.url_to_fs(text)
             self.protocol = text.split("://", 1)[0]
+            options = dict(storage_options or {})
+            if self.protocol in ("s3", "s3a", "gs", "gcs", "az", "abfs"):
+                # Another process (the trainer) changes the store: a cached listing would hide new versions.
+                options.setdefault("use_listings_cache", False)
+            try:
+                self.fs, self.root = fsspec.core.url_to_fs(text, **options)
+            except ImportError as exc:
+                raise ValueError(f"registry URI {text} needs the fsspec driver of {self.protocol}: {exc}") from None
         else:
             self.fs = None
             self.root = str(Path(text.removeprefix("file://")).expanduser().resolve())
             Path(self.root).mkdir(parents=True, exist_ok=True)
 
     def join(self, *parts: str) -> str:
-        return "/".join([self.root.rstrip("/"), *parts])
+        """``root/part/...``; each part is one plain name and the result stays inside the root (local folders:
+        symbolic links included), so no request can reach another registry or any other file."""
+        key = identifiers.contained_key(self.root, *parts, what="registry path")
+        if not self.remote:
+            identifiers.contained_path(self.root, *parts, what="registry path")
+        return key
 
     def uri(self, path: str) -> str:
         return f"{self.protocol}://{path.lstrip('/')}" if self.remote and self.protocol != "memory" else (
@@ -194,7 +180,7 @@ class _Storage:
     def publish_dir(self, local: Path, dest: str) -> None:
         """Move a fully written local folder to ``dest``; refuse to overwrite (versions are immutable)."""
         if self.exists(dest):
-            raise FileExistsError(f"model version {dest} already exists")
+            raise FileExistsError(f"model version {dest.rsplit('/', 1)[-1]} already exists")
         if self.remote:
             self.fs.put(str(local), dest, recursive=True)
             return
@@ -249,18 +235,25 @@ class LoadedModel:
 class ModelRegistry:
     """Immutable model versions per filter, with promote/rollback of a per-filter pointer."""
 
-    def __init__(self, root: Path | str, cache_dir: Path | str | None = None):
-        self.storage = _Storage(root)
+    def __init__(self, root: Path | str, cache_dir: Path | str | None = None,
+                 storage_options: dict[str, Any] | None = None):
+        self.storage = _Storage(root, storage_options)
         self.root = str(root)
         self.cache_dir = Path(cache_dir or Path(tempfile.gettempdir()) / "distillery-registry-cache")
         self._lock = threading.Lock()
 
-    # -- paths ---------------------------------------------------------------------------------------
+    # -- paths: only from checked identifiers (distillery.identifiers), and inside the root -------------
     def _version_path(self, filter_name: str, filter_version: int, version_id: str) -> str:
+        identifiers.filter_name(filter_name, "filter.name")
+        identifiers.filter_version(filter_version, "filter.version", allow_latest=False)
+        identifiers.model_version(version_id, "version")
         return self.storage.join(filter_name, f"v{filter_version}", version_id)
 
     def _pointer_path(self, filter_name: str) -> str:
-        return self.storage.join(filter_name, POINTER)
+        return self.storage.join(identifiers.filter_name(filter_name, "filter.name"), POINTER)
+
+    def _filter_dir(self, filter_name: str) -> str:
+        return self.storage.join(identifiers.filter_name(filter_name, "filter.name"))
 
     # -- write ---------------------------------------------------------------------------------------
     def register(self, spec, student, calibration: Calibration, metrics: dict[str, float] | None = None,
@@ -269,7 +262,7 @@ class ModelRegistry:
                  samples: Sequence[str] | None = None) -> ModelInfo:
         """Write a new immutable version for ``spec`` (a FilterSpec) and return its info.
 
-        ``reference`` (from :func:`reference_distribution`) is stored as ``reference_distribution.json``.
+        ``reference`` (from :func:`distillery.drift.reference_distribution`) is stored as ``reference_distribution.json``.
         ``version_id`` (default: a new one) lets the views of one multi student share their id.
         ``samples`` (held-out texts; the first MAX_SAMPLES, each cut to MAX_SAMPLE_CHARS) go to ``samples.json``.
         """
@@ -297,7 +290,7 @@ class ModelRegistry:
             student.save(local / STUDENT_DIR)
             calibration.save(local / CALIBRATION)
             if reference is not None:
-                _check_reference(reference, spec.dimension_names)
+                check_reference(reference, spec.dimension_names)
                 (local / REFERENCE).write_text(json.dumps(reference, indent=2, sort_keys=True), encoding="utf-8")
             if samples:
                 texts = [str(t)[:MAX_SAMPLE_CHARS] for t in list(samples)[:MAX_SAMPLES]]
@@ -349,7 +342,7 @@ class ModelRegistry:
         try:
             return json.loads(self.storage.read_text(path))
         except json.JSONDecodeError as exc:
-            raise RegistryError(f"promoted pointer {path} is corrupt: {exc}") from None
+            raise RegistryError(f"the promoted pointer of {filter_name} is corrupt: {exc}") from None
 
     # -- read ----------------------------------------------------------------------------------------
     def _info_from(self, manifest: dict[str, Any], metrics: dict[str, float], path: str,
@@ -373,11 +366,12 @@ class ModelRegistry:
         return self._info_from(manifest, metrics, path, promoted=manifest["version_id"] == promoted_id)
 
     def filters(self) -> list[str]:
-        return [n for n in self.storage.listdir(self.storage.root) if not n.startswith(".")]
+        """Filter names with a folder in the registry (entries that are not filter names are ignored)."""
+        return [n for n in self.storage.listdir(self.storage.root) if _is_valid(identifiers.filter_name, n)]
 
     def list(self, filter_name: str | None = None) -> list[ModelInfo]:
         """Registered versions, newest first (all filters when ``filter_name`` is None)."""
-        names = [filter_name] if filter_name else self.filters()
+        names = [identifiers.filter_name(filter_name, "filter.name")] if filter_name else self.filters()
         out: list[ModelInfo] = []
         for name in names:
             promoted_id = self._read_pointer(name).get("version_id")
@@ -385,21 +379,22 @@ class ModelRegistry:
                 if not (vdir.startswith("v") and vdir[1:].isdigit()):
                     continue
                 for version_id in self.storage.listdir(self.storage.join(name, vdir)):
-                    if version_id.startswith("."):
-                        continue
+                    if not _is_valid(identifiers.model_version, version_id):
+                        continue  # staging folders and anything not written by register()
                     info = self._read_version(self.storage.join(name, vdir, version_id), promoted_id)
                     if info:
                         out.append(info)
         return sorted(out, key=lambda i: (i.created_at, i.version_id), reverse=True)
 
     def get(self, filter_name: str, version_id: str) -> ModelInfo:
+        identifiers.model_version(version_id, "version")
         promoted_id = self._read_pointer(filter_name).get("version_id")
-        for vdir in self.storage.listdir(self.storage.join(filter_name)):
+        for vdir in self.storage.listdir(self._filter_dir(filter_name)):
             if vdir.startswith("v") and vdir[1:].isdigit():
                 info = self._read_version(self.storage.join(filter_name, vdir, version_id), promoted_id)
                 if info:
                     return info
-        raise RegistryError(f"no model version {version_id!r} for filter {filter_name!r} in {self.root}")
+        raise RegistryError(f"no model version {version_id!r} for filter {filter_name!r} in the registry")
 
     def promoted(self, filter_name: str) -> ModelInfo | None:
         """The version served for ``filter_name``, or None when none was promoted."""
@@ -411,7 +406,7 @@ class ModelRegistry:
 
         path = self._version_path(info.filter_name, info.filter_version, info.version_id)
         if not self.storage.exists(f"{path}/{MANIFEST}"):
-            raise RegistryError(f"model version {info.version_id} is not in {self.root}")
+            raise RegistryError(f"model version {info.version_id} of {info.filter_ref} is not in the registry")
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         local = self.storage.local_copy(path, self.cache_dir)
         student = load_student(local / STUDENT_DIR)
@@ -428,24 +423,11 @@ class ModelRegistry:
             return None
         try:
             doc = json.loads(self.storage.read_text(path))
-            _check_reference(doc, info.dimensions)
+            check_reference(doc, info.dimensions)
         except (json.JSONDecodeError, ValueError) as exc:
-            raise RegistryError(f"reference distribution {path} is unusable: {exc}") from None
+            raise RegistryError(f"the reference distribution of model version {info.version_id} is unusable: "
+                                f"{exc}") from None
         return doc
-
-
-def _check_reference(doc: Any, dimensions: Sequence[str]) -> None:
-    bands = [name for name, _ in SCORE_BANDS]
-    if not isinstance(doc, dict) or not isinstance(doc.get("shares"), dict):
-        raise ValueError("a reference distribution needs a 'shares' object")  # noqa: TRY004 - bad file content
-    if doc.get("bands") != bands:
-        raise ValueError(f"reference bands {doc.get('bands')} differ from {bands}")
-    missing = [d for d in [*dimensions, OVERALL] if d not in doc["shares"]]
-    if missing:
-        raise ValueError(f"reference distribution lacks {missing}")
-    for key, shares in doc["shares"].items():
-        if sorted(shares) != sorted(bands) or not all(_is_number(v) and 0 <= float(v) <= 1 for v in shares.values()):
-            raise ValueError(f"reference shares of {key!r} must give a 0-1 share for each band {bands}")
 
 
 def _read_reference(path: Path, info: ModelInfo) -> dict[str, Any] | None:
@@ -454,11 +436,19 @@ def _read_reference(path: Path, info: ModelInfo) -> dict[str, Any] | None:
         return None
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-        _check_reference(doc, info.dimensions)
+        check_reference(doc, info.dimensions)
     except (json.JSONDecodeError, ValueError) as exc:
         logger.warning("ignoring unusable reference distribution %s: %s", path, exc)
         return None
     return doc
+
+
+def _is_valid(check, value: str) -> bool:
+    try:
+        check(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_number(value: Any) -> bool:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -97,3 +100,77 @@ def _read_topic(bootstrap: str, topic: str, n: int, timeout: float = 40.0) -> li
 def read_topic():
     """``read_topic(bootstrap, topic, n, timeout=40.0)`` -> confluent-kafka messages (independent client)."""
     return _read_topic
+
+
+# --- Errors say what, never where -------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def _no_status_detail_shows_a_server_path(tmp_path_factory):
+    """Every gRPC status detail any test receives is checked: none may contain the test's temporary folder or
+    the checkout's path (a server path leaking to a client). The hook sits in the client's event handling, so
+    it sees the statuses of in-process servers and of service processes alike, sync and asyncio."""
+    import grpc
+    import grpc._channel as channel_impl
+    from grpc import aio
+
+    seen: list[str] = []
+    original_handle = channel_impl._handle_event
+    original_aio_init = aio.AioRpcError.__init__
+
+    def recording_handle(event, state, deserializer):
+        callbacks = original_handle(event, state, deserializer)
+        if state.code not in (None, grpc.StatusCode.OK) and state.details:
+            seen.append(str(state.details))
+        return callbacks
+
+    def recording_aio_init(self, code, initial_metadata, trailing_metadata, details=None, *args, **kwargs):
+        if details:
+            seen.append(str(details))
+        original_aio_init(self, code, initial_metadata, trailing_metadata, details, *args, **kwargs)
+
+    channel_impl._handle_event = recording_handle
+    aio.AioRpcError.__init__ = recording_aio_init
+    try:
+        yield
+    finally:
+        channel_impl._handle_event = original_handle
+        aio.AioRpcError.__init__ = original_aio_init
+    forbidden = [str(tmp_path_factory.getbasetemp()), str(REPO_ROOT)]
+    leaks = sorted({d for d in seen if any(f in d for f in forbidden)})
+    assert not leaks, f"status details that show a server path: {leaks}"
+
+
+S3_BUCKET = "models"  # the bucket of the s3_server fixture (tests name it as BUCKET)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """moto's standalone S3 server on a free port with the bucket ``S3_BUCKET``; yields the AWS SDK variables
+    that point at it (tests of the registry on object storage)."""
+    pytest.importorskip("moto", reason="moto[server] not installed (dev extra)")
+    from distillery.bus.broker import _accepting, free_port
+
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not _accepting("127.0.0.1", port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"moto server did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.1)
+        env = {"AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
+               "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+        import boto3
+
+        boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL_S3"], region_name="us-east-1",
+                     aws_access_key_id="testing", aws_secret_access_key="testing").create_bucket(Bucket=S3_BUCKET)
+        yield env
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)

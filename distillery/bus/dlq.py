@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from distillery.bus import headers as h
 from distillery.bus.topics import dlq
+from distillery.redact import public
 
 
 @dataclass(frozen=True)
@@ -20,8 +21,9 @@ class OutMessage:
 
 def dead_letter(record, error: BaseException | str, attempts: int = 1) -> OutMessage:
     """The DLQ message for a consumed ``record``: same key and value bytes, original headers kept, plus
-    error, source topic/partition/offset and attempts."""
-    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    error, source topic/partition/offset and attempts. The error says what, never where: no server path, host
+    or secret reaches the topic (the detail is logged under the incident id the header carries)."""
+    text = public(error if isinstance(error, str) else f"{type(error).__name__}: {error}", what="dead letter")
     original = [(k, v) for k, v in (record.headers or []) if not k.startswith("dlq-")]
     extra = [
         (h.ERROR, text[:2000].encode("utf-8", "replace")),

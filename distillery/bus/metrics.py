@@ -17,6 +17,7 @@ class StageMetrics:
     lag: Gauge
     batch_seconds: Histogram
     produce_failures: Counter
+    up: Gauge
 
 
 def stage_metrics(service: str) -> StageMetrics:
@@ -41,6 +42,12 @@ def stage_metrics(service: str) -> StageMetrics:
             produce_failures=Counter(
                 f"{p}_produce_failures_total",
                 f"Batches of the {service} stage whose output was not acknowledged (retried, not committed).",
+            ),
+            up=Gauge(
+                f"{p}_stage_up",
+                f"1 while the {service} stage's consume loop runs, 0 once it stopped (by an error or shutdown); after "
+                "an error the service reports NOT_SERVING and exits non-zero.",
+                ["group"],
             ),
         )
     return _BY_SERVICE[service]

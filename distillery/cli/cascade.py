@@ -62,21 +62,34 @@ def tune_cmd(
     """Pick the highest cascade threshold that keeps the false-negative rate on medium-and-above articles at
     or below the target, then time the cascade against the expensive student alone."""
     import numpy as np
+    from distillery_services.inference.cascade import tune
+    from distillery_services.inference.models import CHEAP, PRIMARY, ModelRef
+    from distillery_services.inference.registry_source import RegistrySource
 
-    from distillery.articles import read_jsonl
-    from distillery.config import DEFAULT_FILTERS_DIR, DEFAULT_STATE_DIR
-    from distillery.filters import FilterCatalog
-    from distillery.registry import ModelRegistry, RegistryError
-    from distillery.students import compose_text
-    from services.inference.cascade import tune
-    from services.inference.models import CHEAP, PRIMARY, ModelRef
-    from services.inference.registry_source import RegistrySource
+    from distillery.config import DEFAULT_STATE_DIR
+    from distillery.filters.search import discover
 
-    catalog = FilterCatalog.load(filters_dir or DEFAULT_FILTERS_DIR)
+    catalog = discover([filters_dir])
     spec = catalog.resolve(filter_ref)
     root = registry_dir or DEFAULT_STATE_DIR / "registry"
     source = RegistrySource(root, backend=backend)
-    registry: ModelRegistry = source.registry
+    cheap, expensive = _pick_models(source.registry, spec, root, cheap_version, expensive_version)
+    texts, targets = _validation_set(spec, data, count)
+    cheap_model = source.load(spec, ModelRef(spec.name, CHEAP, cheap.version_id, cheap.kind, {"info": cheap}))
+    exp_model = source.load(spec, ModelRef(spec.name, PRIMARY, expensive.version_id, expensive.kind,
+                                           {"info": expensive}))
+    report = tune(spec, cheap_model, exp_model, texts, np.asarray(targets), target_fnr)
+    _print_report(spec, report)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report.to_dict(), indent=2))
+
+
+def _pick_models(registry, spec, root: Path, cheap_version: str, expensive_version: str):
+    """(cheap, expensive) registry entries: the given versions, else the newest lexical model of this filter
+    version and the promoted one; missing or identical models exit 2."""
+    from distillery.registry import RegistryError
+
     try:
         expensive = (registry.get(spec.name, expensive_version) if expensive_version
                      else registry.promoted(spec.name))
@@ -93,6 +106,14 @@ def tune_cmd(
         raise _fail(str(exc)) from None
     if cheap.version_id == expensive.version_id:
         raise _fail("the cheap and the expensive model are the same version; a cascade needs two models")
+    return cheap, expensive
+
+
+def _validation_set(spec, data: Path, count: int) -> tuple[list[str], list[list[float]]]:
+    """Texts and oracle targets of at most ``count`` records (synthetic or a JSONL file); fewer than 20
+    usable records exit 2."""
+    from distillery.articles import read_jsonl
+    from distillery.students import compose_text
 
     if str(data) == "synthetic":
         from distillery.synthetic import generate
@@ -117,10 +138,10 @@ def tune_cmd(
     if len(texts) < 20:
         raise _fail(f"only {len(texts)} records in {data} carry oracle scores for every dimension of {spec.ref}; "
                     "need at least 20")
-    cheap_model = source.load(spec, ModelRef(spec.name, CHEAP, cheap.version_id, cheap.kind, {"info": cheap}))
-    exp_model = source.load(spec, ModelRef(spec.name, PRIMARY, expensive.version_id, expensive.kind,
-                                           {"info": expensive}))
-    report = tune(spec, cheap_model, exp_model, texts, np.asarray(targets), target_fnr)
+    return texts, targets
+
+
+def _print_report(spec, report) -> None:
     table = Table(title=f"cascade for {spec.ref} on {report.articles} articles ({report.positives} medium+)")
     table.add_column("quantity")
     table.add_column("value", justify="right")
@@ -138,9 +159,6 @@ def tune_cmd(
     console.print(table)
     console.print(f"set [bold]student.cascade_threshold: {report.threshold:.2f}[/] in the filter spec "
                   f"({spec.ref}) to serve this cascade")
-    if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(report.to_dict(), indent=2))
 
 
 def register(app: typer.Typer) -> None:

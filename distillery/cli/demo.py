@@ -59,6 +59,11 @@ def _print_stream(result) -> None:
                   f"{counts.get(t.ORACLE_REQUESTS, 0)} / {counts.get(t.ORACLE_LABELS, 0)}")
     table.add_row("labels by reason", ", ".join(f"{k} {v}" for k, v in sorted(result.labels_by_reason.items())))
     table.add_row("oracle cost", f"${result.cost_usd:.4f}")
+    if result.student_scored:
+        table.add_row("oracle calls saved by the students",
+                      f"{result.oracle_calls_saved} of {result.student_scored} streamed articles "
+                      f"({result.oracle_calls_saved / result.student_scored:.1%}); {result.sent_to_oracle} sent back "
+                      "(uncertain + audit)")
     dlq = sum(v for k, v in counts.items() if k.endswith(".dlq"))
     table.add_row("dead letters", str(dlq))
     for i, r in enumerate(result.rounds, 1):

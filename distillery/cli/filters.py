@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +12,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from distillery.config import DEFAULT_FILTERS_DIR
 from distillery.filters import FilterSpec, FilterSpecError, UnknownFilterError
 
 console = Console()
@@ -23,12 +22,11 @@ filters_app = typer.Typer(help="Inspect filter packages (list them, print their 
 
 
 def default_filters_dir() -> Path:
-    """``$DISTILLERY_FILTERS_DIR``, else ``./filters`` when it exists, else the repository's filters folder."""
-    env = os.environ.get("DISTILLERY_FILTERS_DIR")
-    if env:
-        return Path(env)
-    local = Path("filters")
-    return local if local.is_dir() else DEFAULT_FILTERS_DIR
+    """The first folder of the filter search path (``./filters``, configured folders, shipped examples)."""
+    from distillery.filters.search import LOCAL_DIR, search_path
+
+    folders = search_path()
+    return folders[0] if folders else LOCAL_DIR
 
 
 def _fail(exc: BaseException) -> typer.Exit:
@@ -98,120 +96,171 @@ def _read_article(path: Path) -> dict:
 
 def _resolve(ref: str, filters_dir: Path | None) -> FilterSpec:
     """``name``, ``name/vN`` (looked up in the filters folder) or a path to a package."""
-    from distillery.filters import FilterCatalog, load_filter
+    from distillery.filters import load_filter
 
     candidate = Path(ref)
     if candidate.exists() and (candidate.is_file() or (candidate / "filter.yaml").is_file()):
         return load_filter(candidate)
-    name = ref.partition("/")[0]
-    catalog = FilterCatalog.load(filters_dir or default_filters_dir(), only=None)
-    if name not in catalog.names():
-        raise UnknownFilterError(
-            f"unknown filter {ref!r} in {catalog.root}; known: {', '.join(catalog.names()) or 'none'}"
+    from distillery.filters.search import discover
+
+    return discover([filters_dir]).resolve(ref)
+
+
+def _validate_target(arg: str | None, filters_dir: Path | None) -> Path:
+    """A path as given; a filter name/ref (no such path) -> its package folder on the search path."""
+    from distillery.filters.search import discover
+
+    if arg is None:
+        return filters_dir or default_filters_dir()
+    if Path(arg).exists() or not re.fullmatch(r"[a-z][a-z0-9_]*(/v\d+)?", arg):
+        return Path(arg)
+    catalog = discover([filters_dir])
+    spec = catalog.resolve(arg)
+    folder = catalog.origins[spec.name] / spec.name / f"v{spec.version}"
+    return folder if folder.is_dir() else Path(arg)
+
+
+_NEW_FILTER_HELP = ("Write a new filter package filters/<name>/v1/ (filter.yaml + prompt.md) "
+                    "that `distillery validate` accepts; then replace its placeholder texts. Gatekeepers, content "
+                    "caps and prefilter rules are added only when asked (otherwise as commented examples).")
+
+
+def new_filter_cmd(
+    name: str = typer.Option(..., "--name", help="Filter name: lower-case letters, digits, underscores"),
+    dimensions: str | None = typer.Option(
+        None, "--dimensions", help="Number of dimensions (1-16), or comma-separated dimension names "
+        "[default: asked on a terminal, else 5]"
+    ),
+    dimension: list[str] = typer.Option([], "--dimension", help="A dimension name (repeat, in order)"),
+    gatekeeper: list[str] = typer.Option([], "--gatekeeper", help="Add a gatekeeper on this dimension "
+                                         "(repeatable): a low score there caps the overall score"),
+    content_cap: bool = typer.Option(False, "--content-cap", help="Add an example content cap"),
+    prefilter: bool = typer.Option(False, "--prefilter", help="Turn the prefilter on with example rules "
+                                   "(minimum length, blocked source types, an exclusion category)"),
+    directory: Annotated[Path, typer.Option("--dir", help="Folder of filter packages")] = Path("filters"),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing v1 package"),
+) -> None:
+    import sys
+
+    from distillery.filters.scaffold import new_filter, suggest_name
+
+    dims: str | list[str] = dimensions or "5"
+    if dimension:
+        if dimensions and (not dimensions.strip().isdigit() or int(dimensions) != len(dimension)):
+            raise _fail(ValueError(f"--dimensions {dimensions} disagrees with the {len(dimension)} --dimension "
+                                   "names; give one or the other"))
+        dims = dimension
+    elif dimensions is None and sys.stdin.isatty():
+        dims = typer.prompt("Dimension names, comma-separated (or how many)", default="5")
+    try:
+        package = new_filter(name, dims, directory, force=force, gatekeepers=gatekeeper,
+                             content_cap=content_cap, prefilter=prefilter)
+    except (FilterSpecError, ValueError, FileExistsError) as exc:
+        hint = ""
+        if "filter name" in str(exc):
+            hint = f" (try --name {suggest_name(name)})"
+        err.print(f"[bold red]error:[/] {escape(str(exc))}{escape(hint)}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    console.print(f"wrote {package}/filter.yaml and {package}/prompt.md", soft_wrap=True)
+    # ./filters is on every command's search path; another --dir needs naming (or $DISTILLERY_FILTERS_DIR).
+    target = f"{name}/v1" if directory == Path("filters") else str(package)
+    console.print(f"next: edit them, then run [bold]distillery validate {target}[/]; label with "
+                  f"[bold]distillery score --filter {name}/v1[/]"
+                  + ("" if directory == Path("filters") else f" --filters-dir {directory}"), soft_wrap=True)
+
+
+_VALIDATE_HELP = ("Validate a filter package folder, a filter.yaml, a whole filters folder, or a filter by "
+                  "name (name or name/vN, found like every command finds filters: ./filters, configured folders, "
+                  "shipped examples); print a summary of each package, or each problem (file and field) and exit 2.")
+
+
+def validate(
+    path: Annotated[
+        str | None, typer.Argument(help="Package folder, filter.yaml, filters folder, or name/vN "
+                                        "[default: the first folder of the search path]")
+    ] = None,
+    filters_dir: Annotated[Path | None, typer.Option("--filters-dir", help="Also search this folder of "
+                                                      "filter packages (before the shipped examples)")] = None,
+) -> None:
+    from distillery.filters.loader import validate_path
+
+    try:
+        specs, errors = validate_path(_validate_target(path, filters_dir))
+    except FilterSpecError as exc:
+        raise _fail(exc) from None
+    for spec in specs:
+        _summary(spec)
+    for exc in errors:
+        err.print(f"[bold red]INVALID[/] {escape(str(exc))}", soft_wrap=True)
+    if errors:
+        err.print(f"{len(errors)} invalid, {len(specs)} valid")
+        raise typer.Exit(2)
+    if len(specs) > 1:
+        console.print(f"{len(specs)} filter packages valid")
+
+
+@filters_app.command("list", help="List the filter packages in a folder.")
+def list_cmd(
+    directory: Annotated[
+        Path | None, typer.Option("--dir", "--filters-dir", help="Also search this folder of filter packages "
+                                  "(after ./filters, before the shipped examples)")
+    ] = None,
+) -> None:
+    from distillery.filters import prompt_hash
+    from distillery.filters.search import discover
+
+    try:
+        catalog = discover([directory])
+    except FilterSpecError as exc:
+        raise _fail(exc) from None
+    if not catalog.specs:
+        raise _fail(FilterSpecError(catalog.root, ["no filter packages found"]))
+    table = Table(title=f"Filters in {', '.join(map(str, catalog.roots))}")
+    table.add_column("from", no_wrap=True)
+    for col in ("filter", "dims", "gatekeepers", "prompt hash"):
+        table.add_column(col, no_wrap=True, min_width=len(col))
+    table.add_column("tiers", overflow="fold", max_width=30)
+    table.add_column("description", no_wrap=True, overflow="ellipsis", max_width=40)
+    for (name, version), spec in sorted(catalog.specs.items()):
+        table.add_row(
+            str(catalog.origins.get(name, catalog.root)),
+            f"{name}/v{version}",
+            str(len(spec.dimensions)),
+            ", ".join(g.name for g in spec.gatekeepers) or "-",
+            prompt_hash(spec),
+            ", ".join(t.name for t in spec.tiers_descending),
+            escape(spec.description),
         )
-    return catalog.resolve(ref)
+    console.print(table)
+
+
+@filters_app.command("prompt", help="Print a filter's rendered oracle prompt (with an article if given).")
+def prompt_cmd(
+    filter_ref: str = typer.Argument(..., metavar="FILTER", help="name, name/vN, or a package folder"),
+    article: Annotated[Path | None, typer.Option(
+        "--article", help="Article file: a JSON object, JSONL (first record), or text (title line first)"
+    )] = None,
+    directory: Annotated[
+        Path | None, typer.Option("--dir", "--filters-dir", help="Also search this folder of filter packages")
+    ] = None,
+) -> None:
+    from distillery.filters import render_prompt, render_template
+
+    try:
+        spec = _resolve(filter_ref, directory)
+        if article is None:
+            text = render_template(spec)
+        else:
+            if not article.is_file():
+                raise FileNotFoundError(f"article file {article} does not exist")
+            text = render_prompt(spec, **_read_article(article))
+    except (FilterSpecError, UnknownFilterError, ValueError, FileNotFoundError, UnicodeDecodeError) as exc:
+        raise _fail(exc) from None
+    # Plain output: the prompt holds [brackets] that rich would treat as markup.
+    typer.echo(text)
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("new-filter", help="Write a new filter package <dir>/<name>/v1/ (filter.yaml + prompt.md) "
-                 "that `distillery validate` accepts; then replace its placeholder texts.")
-    def new_filter_cmd(
-        name: str = typer.Option(..., "--name", help="Filter name: lower-case letters, digits, underscores"),
-        dimensions: str = typer.Option(
-            "5", "--dimensions", help="Number of dimensions (1-16), or comma-separated dimension names"
-        ),
-        directory: Annotated[Path, typer.Option("--dir", help="Folder of filter packages")] = Path("filters"),
-        force: bool = typer.Option(False, "--force", help="Overwrite an existing v1 package"),
-    ) -> None:
-        from distillery.filters.scaffold import new_filter, suggest_name
-
-        try:
-            package = new_filter(name, dimensions, directory, force=force)
-        except (FilterSpecError, ValueError, FileExistsError) as exc:
-            hint = ""
-            if "filter name" in str(exc):
-                hint = f" (try --name {suggest_name(name)})"
-            err.print(f"[bold red]error:[/] {escape(str(exc))}{escape(hint)}", soft_wrap=True)
-            raise typer.Exit(2) from None
-        console.print(f"wrote {package}/filter.yaml and {package}/prompt.md", soft_wrap=True)
-        console.print(f"next: edit them, then run [bold]distillery validate {package}[/]", soft_wrap=True)
-
-    @app.command(help="Validate a filter package folder, a filter.yaml, or a whole filters folder; print a "
-                 "summary of each package, or each problem (file and field) and exit 2.")
-    def validate(
-        path: Annotated[
-            Path | None, typer.Argument(help="Package folder, filter.yaml or filters folder [default: filters]")
-        ] = None,
-    ) -> None:
-        from distillery.filters.loader import validate_path
-
-        try:
-            specs, errors = validate_path(path or default_filters_dir())
-        except FilterSpecError as exc:
-            raise _fail(exc) from None
-        for spec in specs:
-            _summary(spec)
-        for exc in errors:
-            err.print(f"[bold red]INVALID[/] {escape(str(exc))}", soft_wrap=True)
-        if errors:
-            err.print(f"{len(errors)} invalid, {len(specs)} valid")
-            raise typer.Exit(2)
-        if len(specs) > 1:
-            console.print(f"{len(specs)} filter packages valid")
-
-    @filters_app.command("list", help="List the filter packages in a folder.")
-    def list_cmd(
-        directory: Annotated[
-            Path | None, typer.Option("--dir", help="Folder of filter packages [default: filters]")
-        ] = None,
-    ) -> None:
-        from distillery.filters import FilterCatalog, prompt_hash
-
-        try:
-            catalog = FilterCatalog.load(directory or default_filters_dir())
-        except FilterSpecError as exc:
-            raise _fail(exc) from None
-        if not catalog.specs:
-            raise _fail(FilterSpecError(catalog.root, ["no filter packages found"]))
-        table = Table(title=f"Filters in {catalog.root}")
-        for col in ("filter", "dims", "gatekeepers", "prompt hash"):
-            table.add_column(col, no_wrap=True, min_width=len(col))
-        table.add_column("tiers", overflow="fold", max_width=30)
-        table.add_column("description", no_wrap=True, overflow="ellipsis", max_width=40)
-        for (name, version), spec in sorted(catalog.specs.items()):
-            table.add_row(
-                f"{name}/v{version}",
-                str(len(spec.dimensions)),
-                ", ".join(g.name for g in spec.gatekeepers) or "-",
-                prompt_hash(spec),
-                ", ".join(t.name for t in spec.tiers_descending),
-                escape(spec.description),
-            )
-        console.print(table)
-
-    @filters_app.command("prompt", help="Print a filter's rendered oracle prompt (with an article if given).")
-    def prompt_cmd(
-        filter_ref: str = typer.Argument(..., metavar="FILTER", help="name, name/vN, or a package folder"),
-        article: Annotated[Path | None, typer.Option(
-            "--article", help="Article file: a JSON object, JSONL (first record), or text (title line first)"
-        )] = None,
-        directory: Annotated[
-            Path | None, typer.Option("--dir", help="Folder of filter packages [default: filters]")
-        ] = None,
-    ) -> None:
-        from distillery.filters import render_prompt, render_template
-
-        try:
-            spec = _resolve(filter_ref, directory)
-            if article is None:
-                text = render_template(spec)
-            else:
-                if not article.is_file():
-                    raise FileNotFoundError(f"article file {article} does not exist")
-                text = render_prompt(spec, **_read_article(article))
-        except (FilterSpecError, UnknownFilterError, ValueError, FileNotFoundError, UnicodeDecodeError) as exc:
-            raise _fail(exc) from None
-        # Plain output: the prompt holds [brackets] that rich would treat as markup.
-        typer.echo(text)
-
+    app.command("new-filter", help=_NEW_FILTER_HELP)(new_filter_cmd)
+    app.command(help=_VALIDATE_HELP)(validate)
     app.add_typer(filters_app, name="filters")

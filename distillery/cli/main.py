@@ -28,7 +28,7 @@ err = Console(stderr=True)
 
 # Modules that contribute commands; each exposes ``register(app: typer.Typer)``.
 COMMAND_MODULES = ("filters", "serve", "demo", "prefilter", "oracle", "train", "score", "cascade", "stream",
-                   "synthesize")
+                   "synthesize", "topics", "lag", "ops", "active")
 
 for _name in COMMAND_MODULES:
     try:

@@ -28,7 +28,7 @@ def _fail(exc: BaseException) -> typer.Exit:
 
 
 def _settings(config: Path | None):
-    from services.oracle_gateway.config import OracleGatewaySettings
+    from distillery_services.oracle_gateway.config import OracleGatewaySettings
 
     return OracleGatewaySettings.load(config)
 
@@ -36,7 +36,7 @@ def _settings(config: Path | None):
 def _store(config: Path | None, store: str | None):
     from distillery.store import LabelStore
 
-    return LabelStore.open(store or _settings(config).label_store_url())
+    return LabelStore.open(store or _settings(config).resolved_label_store())
 
 
 @oracle_app.command("costs")
@@ -47,7 +47,8 @@ def costs(
     config: ConfigOpt = None,
     store: StoreOpt = None,
 ) -> None:
-    """Spend per filter, provider and model, from the label store (tokens and USD)."""
+    """Spend per filter, provider and model from the cost ledger: every billed call (labels, re-asks,
+    dead-lettered articles, batch items, unused hedges), tokens and USD."""
     from distillery.config import ConfigError
 
     try:
@@ -59,12 +60,12 @@ def costs(
         console.print_json(json.dumps([r.__dict__ for r in rows]))
         return
     table = Table(title="Oracle spend")
-    for col in ("filter", "provider", "model", "labels", "input tok", "cached tok", "output tok", "USD"):
+    for col in ("filter", "provider", "model", "labels", "calls", "input tok", "cached tok", "output tok", "USD"):
         table.add_column(col, justify="right" if col not in ("filter", "provider", "model") else "left")
     for r in rows:
-        table.add_row(r.filter_name, r.provider, r.oracle_model, f"{r.labels:,}", f"{r.input_tokens:,}",
+        table.add_row(r.filter_name, r.provider, r.oracle_model, f"{r.labels:,}", f"{r.calls:,}", f"{r.input_tokens:,}",
                       f"{r.cached_input_tokens:,}", f"{r.output_tokens:,}", f"{r.cost_usd:.4f}")
-    table.add_row("total", "", "", f"{sum(r.labels for r in rows):,}", "", "", "",
+    table.add_row("total", "", "", f"{sum(r.labels for r in rows):,}", f"{sum(r.calls for r in rows):,}", "", "", "",
                   f"{sum(r.cost_usd for r in rows):.4f}", style="bold")
     console.print(table)
 
@@ -136,7 +137,7 @@ def agreement_cmd(
     store: StoreOpt = None,
 ) -> None:
     """Multi-oracle agreement: MAE and Pearson per dimension between oracles and against the median consensus."""
-    from services.oracle_gateway.consensus import agreement
+    from distillery_services.oracle_gateway.consensus import agreement
 
     name, _, version = filter_ref.partition("/")
     with _store(config, store) as s:

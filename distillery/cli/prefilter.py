@@ -30,8 +30,9 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _load(filters_dir: Path, refs: list[str]):
+    from distillery_services.prefilter.engine import PrefilterEngine
+
     from distillery.filters import FilterCatalog, FilterSpecError, UnknownFilterError
-    from services.prefilter.engine import PrefilterEngine
 
     try:
         catalog = FilterCatalog.load(filters_dir)
@@ -65,11 +66,31 @@ def evaluate_cmd(
 ) -> None:
     """Compare prefilter decisions with labels: false negatives (relevant but blocked), false positives
     (irrelevant but passed), the reasons behind the false negatives."""
-    from services.prefilter.evaluate import LabelError, evaluate, export_gauges, load_labels, write_json
+    from distillery_services.prefilter.evaluate import evaluate, export_gauges, write_json
 
     if not (labels or positives or negatives):
         raise _fail("give at least one of --labels, --positives, --negatives")
     engine, (spec,) = _load(_filters_dir(filters_dir), [filter_ref])
+    items = _labelled_items(spec, threshold, labels, positives, negatives)
+    report = evaluate(engine, (spec.name, spec.version), items, threshold)
+    _print_evaluation(spec, threshold, report)
+    if json_out:
+        write_json([report], json_out)
+    if metrics_out:
+        export_gauges([report], metrics_out)
+        console.print(f"gauges written to {metrics_out}")
+    failed = (max_fn_rate is not None and report.false_negative_rate > max_fn_rate) or (
+        max_fp_rate is not None and report.false_positive_rate > max_fp_rate)
+    if failed:
+        err.print("[bold red]evaluation gate failed[/]")
+        raise typer.Exit(1)
+
+
+def _labelled_items(spec, threshold: float, labels: list[Path] | None, positives: list[Path] | None,
+                    negatives: list[Path] | None) -> list:
+    """Every labelled article of the given files (scored labels, all-relevant files, all-irrelevant files)."""
+    from distillery_services.prefilter.evaluate import LabelError, load_labels
+
     items = []
     try:
         for path in labels or []:
@@ -80,8 +101,11 @@ def evaluate_cmd(
             items += load_labels(path, spec, threshold, relevant=False)
     except (LabelError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from None
-    report = evaluate(engine, (spec.name, spec.version), items, threshold)
+    return items
 
+
+def _print_evaluation(spec, threshold: float, report) -> None:
+    """The rates table, the title-only note and the commonest reasons behind false negatives."""
     table = Table(title=f"prefilter {spec.ref} vs labels (relevant: overall >= {threshold:g})")
     table.add_column("measure")
     table.add_column("rate", justify="right")
@@ -103,16 +127,6 @@ def evaluate_cmd(
         console.print("[bold]top blocking reasons among false negatives[/]")
         for reason, count in report.top_false_negative_reasons:
             console.print(f"  {count:6d}  {escape(reason)}")
-    if json_out:
-        write_json([report], json_out)
-    if metrics_out:
-        export_gauges([report], metrics_out)
-        console.print(f"gauges written to {metrics_out}")
-    failed = (max_fn_rate is not None and report.false_negative_rate > max_fn_rate) or (
-        max_fp_rate is not None and report.false_positive_rate > max_fp_rate)
-    if failed:
-        err.print("[bold red]evaluation gate failed[/]")
-        raise typer.Exit(1)
 
 
 @prefilter_app.command("check")
@@ -125,7 +139,8 @@ def check_cmd(
                                                                  "(default: stdout).")] = None,
 ) -> None:
     """Run the prefilter on a JSONL file; one JSON decision per (article, filter)."""
-    from distillery.articles import InvalidArticleError, from_record, read_jsonl
+    from distillery.articles import InvalidArticleError, read_jsonl
+    from distillery.messages import from_record
 
     engine, _specs = _load(_filters_dir(filters_dir), filter_refs or [])
     if not articles.is_file():

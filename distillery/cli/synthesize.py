@@ -46,24 +46,38 @@ def synthesize(
 ) -> None:
     """Write COUNT articles aimed at a score profile with an LLM, label them with the oracle, store them as
     synthetic (the intended profile is metadata, never a label). Killed and rerun, it resumes the job."""
-    import threading
+    from distillery_services.oracle_gateway.jobs import JobProgress
+    from distillery_services.oracle_gateway.synthesize import Writer, export_job, job_id_for
 
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    engine, spec, wanted, labeller, writer_name, writer_cfg = _open_engine(
+        filter_ref, profile, count, budget, oracle, writer, config, filters_dir, store)
+    job = job_id or job_id_for(spec, wanted, writer_name, labeller.name, seed)
+    progress = JobProgress(total=count)
+    target = ", ".join(f"{d}={lvl}" for d, lvl in wanted.items())
+    try:
+        w = Writer(engine, spec, wanted, writer_name, job, seed)
+        _run_with_bar(w, f"{spec.ref} [{target}] by {writer_name}, labels {labeller.name}", labeller.name, count,
+                      budget, workers or writer_cfg.max_concurrency, progress)
+        written = None
+        if out is not None:
+            written = export_job(engine, spec, job, labeller.name, out)
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        raise _fail(exc) from None
+    finally:
+        engine.close()
+    _report(job, w.progress, progress, written, out)
+
+
+def _open_engine(filter_ref: str, profile: str, count: int, budget: float, oracle: str, writer: str,
+                 config: Path | None, filters_dir: Path | None, store: str | None):
+    """The oracle engine, filter spec, wanted profile, labelling oracle, writer name and writer config; a bad
+    flag, config, filter, profile or oracle exits 2."""
+    from distillery_services.oracle_gateway.config import OracleGatewaySettings
+    from distillery_services.oracle_gateway.engine import OracleEngine
+    from distillery_services.oracle_gateway.synthesize import SynthesisError, parse_profile, pick_writer
 
     from distillery.config import ConfigError
     from distillery.filters import FilterCatalog, FilterSpecError, UnknownFilterError
-    from services.oracle_gateway.config import OracleGatewaySettings
-    from services.oracle_gateway.engine import OracleEngine
-    from services.oracle_gateway.jobs import JobProgress
-    from services.oracle_gateway.synthesize import (
-        SynthesisError,
-        Writer,
-        export_job,
-        job_id_for,
-        parse_profile,
-        pick_writer,
-        run_synthesis,
-    )
 
     engine = None
     try:
@@ -71,7 +85,7 @@ def synthesize(
             raise ValueError("--count must be >= 0")
         if budget < 0:
             raise ValueError("--budget must be >= 0")
-        settings = OracleGatewaySettings.load(config, filters_dir=filters_dir, label_store=store)
+        settings = OracleGatewaySettings.load(config, filters_dir=filters_dir, label_store_url=store)
         catalog = FilterCatalog.load(settings.filters_dir)
         spec = catalog.resolve(filter_ref)
         wanted = parse_profile(spec, profile)
@@ -85,46 +99,34 @@ def synthesize(
         if engine is not None:
             engine.close()
         raise _fail(exc) from None
-    job = job_id or job_id_for(spec, wanted, writer_name, labeller.name, seed)
-    progress = JobProgress(total=count)
-    target = ", ".join(f"{d}={lvl}" for d, lvl in wanted.items())
-    try:
-        columns = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                   TextColumn("written {task.fields[written]}"), TextColumn("{task.fields[rate]:.1f}/s"),
-                   TextColumn("${task.fields[cost]:.4f}"), TextColumn("errors {task.fields[errors]}"),
-                   TimeElapsedColumn(), TimeRemainingColumn()]
-        finished = threading.Event()
-        w = Writer(engine, spec, wanted, writer_name, job, seed)
-        with Progress(*columns, console=err, transient=False) as bar:
-            task = bar.add_task(f"{spec.ref} [{target}] by {writer_name}, labels {labeller.name}", total=count,
-                                written=0, rate=0.0, cost=0.0, errors=0)
+    return engine, spec, wanted, labeller, writer_name, writer_cfg
 
-            def update() -> None:
-                wp = w.progress
-                bar.update(task, completed=progress.done + progress.invalid + wp.failed + wp.resumed,
-                           written=wp.written, rate=progress.rate, cost=progress.cost_usd + wp.cost_usd,
-                           errors=progress.failed + progress.invalid + wp.failed)
 
-            def refresh() -> None:
-                while not finished.wait(0.25):
-                    update()
+def _run_with_bar(w, title: str, labeller_name: str, count: int, budget: float, workers: int, progress) -> None:
+    """Write and label under a rich progress bar on stderr, refreshed every 0.25 s."""
+    from distillery_services.oracle_gateway.synthesize import run_synthesis
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-            ticker = threading.Thread(target=refresh, daemon=True)
-            ticker.start()
-            try:
-                run_synthesis(w, labeller.name, count, budget, workers or writer_cfg.max_concurrency, progress)
-            finally:
-                finished.set()
-                ticker.join()
-                update()
-        written = None
-        if out is not None:
-            written = export_job(engine, spec, job, labeller.name, out)
-    except (FileNotFoundError, ValueError, OSError) as exc:
-        raise _fail(exc) from None
-    finally:
-        engine.close()
-    wp = w.progress
+    from distillery.cli.progress import refreshing
+
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TextColumn("written {task.fields[written]}"), TextColumn("{task.fields[rate]:.1f}/s"),
+               TextColumn("${task.fields[cost]:.4f}"), TextColumn("errors {task.fields[errors]}"),
+               TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=err, transient=False) as bar:
+        task = bar.add_task(title, total=count, written=0, rate=0.0, cost=0.0, errors=0)
+
+        def update() -> None:
+            wp = w.progress
+            bar.update(task, completed=progress.done + progress.invalid + wp.failed + wp.resumed,
+                       written=wp.written, rate=progress.rate, cost=progress.cost_usd + wp.cost_usd,
+                       errors=progress.failed + progress.invalid + wp.failed)
+
+        refreshing(update, lambda: run_synthesis(w, labeller_name, count, budget, workers, progress))
+
+
+def _report(job: str, wp, progress, written: int | None, out: Path | None) -> None:
+    """Print the job's summary; a budget stop exits 3."""
     console.print(f"job {job}: wrote {wp.written:,} articles (writer ${wp.cost_usd:.4f}, {wp.failed:,} writer "
                   f"failures, {wp.resumed:,} already done), labelled {progress.labelled:,} (oracle "
                   f"${progress.cost_usd:.4f}), already labelled {progress.cached:,}, failed {progress.failed:,} "

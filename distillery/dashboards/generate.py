@@ -2,6 +2,8 @@
 
 - ``deploy/grafana/dashboards/<uid>.json`` and ``charts/distillery/dashboards/<uid>.json`` from
   :mod:`distillery.dashboards.build`;
+- ``deploy/prometheus/rules/score_bands.yml``: the score-drift recording rules, from the spec's score bands
+  (:mod:`distillery.dashboards.rules`);
 - ``charts/distillery/files/prometheus/*.yml``: copies of ``deploy/prometheus/rules/*.yml`` (Helm can
   only read files inside the chart);
 - ``charts/distillery/files/filters/``: copies of the filter packages (``filters/<name>/v<N>/*``), shipped
@@ -22,6 +24,8 @@ import yaml
 
 from distillery.dashboards.build import all_dashboards, render_json
 from distillery.dashboards.catalog import REPO_ROOT, SERVICES, Catalog, scan
+from distillery.dashboards.rules import RULES_FILE as SCORE_BAND_RULES
+from distillery.dashboards.rules import score_band_rules
 
 DASHBOARD_DIRS = ("deploy/grafana/dashboards", "charts/distillery/dashboards")
 RULES_DIR = "deploy/prometheus/rules"
@@ -112,8 +116,10 @@ def expected_files(root: Path = REPO_ROOT) -> dict[Path, str]:
         text = render_json(spec)
         for d in DASHBOARD_DIRS:
             files[root / d / f"{spec.uid}.json"] = text
-    for path in sorted((root / RULES_DIR).glob("*.yml")):
-        files[root / CHART_RULES_DIR / path.name] = path.read_text()
+    generated_rules = {root / RULES_DIR / SCORE_BAND_RULES: score_band_rules()}
+    files.update(generated_rules)
+    for path in sorted({*(root / RULES_DIR).glob("*.yml"), *generated_rules}):
+        files[root / CHART_RULES_DIR / path.name] = generated_rules.get(path) or path.read_text()
     total = 0
     for path in sorted((root / FILTERS_DIR).rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts and not path.name.startswith("."):

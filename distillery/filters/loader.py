@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from distillery import identifiers
 from distillery.filters.prompt import CONTENT_CAPS, KNOWN_PLACEHOLDERS, REQUIRED_PLACEHOLDERS
 from distillery.filters.spec import FilterSpec
 
@@ -188,6 +189,9 @@ class FilterCatalog:
 
     root: Path
     specs: dict[tuple[str, int], FilterSpec] = field(default_factory=dict)
+    # Set by distillery.filters.search.discover: every folder searched, and where each name came from.
+    roots: list[Path] = field(default_factory=list)
+    origins: dict[str, Path] = field(default_factory=dict)
 
     @classmethod
     def load(cls, root: Path | str, only: list[str] | None = None) -> FilterCatalog:
@@ -195,6 +199,14 @@ class FilterCatalog:
         root = Path(root)
         if not root.is_dir():
             raise FilterSpecError(root, ["filters folder does not exist"])
+        bad = []
+        for entry in only or []:
+            try:
+                identifiers.filter_ref(entry, "filters")
+            except ValueError as exc:
+                bad.append(str(exc))
+        if bad:
+            raise FilterSpecError("filters setting", bad)
         catalog = cls(root=root)
         for spec_path in sorted(root.glob(f"*/v*/{SPEC_FILE}")):
             name, version_dir = spec_path.parent.parent.name, spec_path.parent.name
@@ -210,22 +222,25 @@ class FilterCatalog:
         return catalog
 
     def get(self, name: str, version: int = 0) -> FilterSpec:
+        identifiers.filter_name(name, "filter.name")  # a name, never a path (distillery.identifiers)
+        identifiers.filter_version(version, "filter.version")
         if version:
             spec = self.specs.get((name, version))
             if spec is None:
                 known = sorted(v for (n, v) in self.specs if n == name)
+                where = f" (searched {', '.join(map(str, self.roots))})" if self.roots and not known else ""
                 hint = f"; loaded versions: {known}" if known else ""
-                raise UnknownFilterError(f"unknown filter {name}/v{version}{hint}")
+                raise UnknownFilterError(f"unknown filter {name}/v{version}{where}{hint}")
             return spec
         versions = [v for (n, v) in self.specs if n == name]
         if not versions:
-            raise UnknownFilterError(f"unknown filter {name!r}; loaded: {', '.join(self.names()) or 'none'}")
+            where = f" (searched {', '.join(map(str, self.roots))})" if self.roots else ""
+            raise UnknownFilterError(f"unknown filter {name!r}{where}; known: {', '.join(self.names()) or 'none'}")
         return self.specs[(name, max(versions))]
 
     def resolve(self, ref: str) -> FilterSpec:
-        """Look up ``name`` or ``name/vN``."""
-        name, _, version = ref.partition("/")
-        return self.get(name, int(version.lstrip("v")) if version else 0)
+        """Look up ``name`` or ``name/vN`` (InvalidIdentifierError, a ValueError, for anything else)."""
+        return self.get(*identifiers.filter_ref(ref, "filter"))
 
     def names(self) -> list[str]:
         return sorted({n for (n, _) in self.specs})

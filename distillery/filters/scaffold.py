@@ -55,7 +55,48 @@ def equal_weights(n: int) -> list[float]:
     return weights
 
 
-def _spec_text(name: str, dims: list[str]) -> str:
+def _gatekeeper(dim: str) -> dict:
+    return {
+        "name": f"{dim}_gatekeeper",
+        "dimension": dim,
+        "threshold": 3.0,
+        "max_overall": 3.0,
+        "reason": "Without evidence on this dimension the overall score stays low.",
+    }
+
+
+_CONTENT_CAP = {
+    "name": "pure_speculation",
+    "max_score": 3.0,
+    "triggers": ["outcomes only promised or predicted, nothing achieved yet"],
+    "exceptions": ["peer-reviewed results"],
+}
+_PREFILTER = {
+    "enabled": True,
+    "min_length": 300,
+    "blocked_source_types": ["code_repo", "developer_aggregator", "firehose_aggregator"],
+    "exclusions": [
+        {
+            "name": "product_deals",
+            "keywords": ["black friday", "cyber monday", "discount code", "promo code"],
+            "patterns": [r"\b\d{1,3}% off\b"],
+        }
+    ],
+}
+
+
+def _dump(doc: dict) -> str:
+    return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=110)
+
+
+def _commented(doc: dict, why: str) -> str:
+    """``doc`` as a commented-out YAML example, introduced by ``why``."""
+    body = "".join(f"# {line}\n" if line else "#\n" for line in _dump(doc).splitlines())
+    return f"# {why}\n{body}"
+
+
+def _spec_text(name: str, dims: list[str], gatekeepers: list[str] = (), content_cap: bool = False,
+               prefilter: bool = False) -> str:
     doc = {
         "name": name,
         "version": 1,
@@ -73,49 +114,40 @@ def _spec_text(name: str, dims: list[str]) -> str:
             }
             for dim, weight in zip(dims, equal_weights(len(dims)), strict=True)
         ],
-        "gatekeepers": [
-            {
-                "name": f"{dims[-1]}_gatekeeper",
-                "dimension": dims[-1],
-                "threshold": 3.0,
-                "max_overall": 3.0,
-                "reason": "Without evidence on this dimension the overall score stays low.",
-            }
-        ],
-        "content_caps": [
-            {
-                "name": "pure_speculation",
-                "max_score": 3.0,
-                "triggers": ["outcomes only promised or predicted, nothing achieved yet"],
-                "exceptions": ["peer-reviewed results"],
-            }
-        ],
         "tiers": [
             {"name": "high", "min_overall": 7.0, "description": "Worth featuring."},
             {"name": "medium", "min_overall": 4.0, "description": "Relevant but limited."},
             {"name": "low", "min_overall": 0.0, "description": "Not relevant or out of scope."},
         ],
-        "prefilter": {
-            "enabled": True,
-            "min_length": 300,
-            "blocked_source_types": ["code_repo", "developer_aggregator", "firehose_aggregator"],
-            "exclusions": [
-                {
-                    "name": "product_deals",
-                    "keywords": ["black friday", "cyber monday", "discount code", "promo code"],
-                    "patterns": [r"\b\d{1,3}% off\b"],
-                }
-            ],
-        },
         "oracle": FilterSpec.model_fields["oracle"].default_factory().model_dump(),
         "student": FilterSpec.model_fields["student"].default_factory().model_dump(),
     }
     header = (
         f"# {name} v1 - scaffolded by `distillery new-filter`. Replace every description, then run\n"
-        f"# `distillery validate filters/{name}/v1`. This file is the only place for the filter's constants:\n"
+        f"# `distillery validate {name}/v1`. This file is the only place for the filter's constants:\n"
         "# the oracle prompt, the students' heads and the post-processing are all derived from it.\n"
     )
-    return header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=110)
+    parts = [header, _dump(doc)]
+    if gatekeepers:
+        parts.append(_dump({"gatekeepers": [_gatekeeper(d) for d in gatekeepers]}))
+    else:
+        parts.append(_commented({"gatekeepers": [_gatekeeper(dims[-1])]},
+                                "Gatekeepers (none yet; `new-filter --gatekeeper DIM` adds one): a low score on "
+                                "the dimension caps the overall score."))
+    if content_cap:
+        parts.append(_dump({"content_caps": [_CONTENT_CAP]}))
+    else:
+        parts.append(_commented({"content_caps": [_CONTENT_CAP]},
+                                "Content caps (none yet; `--content-cap` adds this example): no dimension may "
+                                "exceed max_score for such articles."))
+    if prefilter:
+        parts.append(_dump({"prefilter": _PREFILTER}))
+    else:
+        parts.append(_dump({"prefilter": {"enabled": False}}))
+        parts.append(_commented({"prefilter": _PREFILTER},
+                                "Prefilter rules (off: every article goes to the oracle; `--prefilter` adds "
+                                "these examples): cheap rules that drop articles before any model call."))
+    return "\n".join(parts)
 
 
 def _prompt_text(name: str) -> str:
@@ -160,15 +192,24 @@ DO NOT include any text outside the JSON object.
 """
 
 
-def new_filter(name: str, dimensions: int | str | list[str], root: Path | str, force: bool = False) -> Path:
-    """Write ``<root>/<name>/v1/{filter.yaml,prompt.md}`` and return the package folder (validated)."""
+def new_filter(name: str, dimensions: int | str | list[str], root: Path | str, force: bool = False, *,
+               gatekeepers: list[str] = (), content_cap: bool = False, prefilter: bool = False) -> Path:
+    """Write ``<root>/<name>/v1/{filter.yaml,prompt.md}`` and return the package folder (validated).
+
+    Gatekeepers (on the named dimensions), the example content cap and the example prefilter rules are added
+    only when asked; otherwise the file carries them as commented examples."""
     check_name(name, "filter name")
     dims = dimension_names(dimensions)
+    unknown = [g for g in gatekeepers if g not in dims]
+    if unknown:
+        raise ValueError(f"--gatekeeper {', '.join(unknown)}: not a dimension of this filter "
+                         f"(dimensions: {', '.join(dims)})")
     package = Path(root) / name / "v1"
     if package.exists() and any(package.iterdir()) and not force:
         raise FileExistsError(f"{package} already exists; pick another name or pass --force to overwrite")
     package.mkdir(parents=True, exist_ok=True)
-    (package / SPEC_FILE).write_text(_spec_text(name, dims), encoding="utf-8")
+    (package / SPEC_FILE).write_text(_spec_text(name, dims, list(dict.fromkeys(gatekeepers)), content_cap,
+                                                prefilter), encoding="utf-8")
     (package / PROMPT_FILE).write_text(_prompt_text(name), encoding="utf-8")
     try:
         load_filter(package)

@@ -14,9 +14,17 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from distillery import identifiers
+
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 _NAME_RE = re.compile(NAME_PATTERN)
-SCALE_BANDS = ("0-2", "3-4", "5-6", "7-8", "9-10")
+# The bands of the 0-10 scale with their upper edges, declared once: a score falls in the first band whose edge
+# it does not exceed (as Prometheus ``le`` buckets, which are inclusive). Drift shares (distillery.drift), the
+# inference score histogram buckets, dataset stratification and report bands derive from it; a test checks the
+# recording rules' ``le`` selectors against it (tests/deploy/test_band_edges.py).
+SCORE_BANDS: tuple[tuple[str, float], ...] = (("0-2", 2.0), ("3-4", 4.0), ("5-6", 6.0), ("7-8", 8.0), ("9-10", 10.0))
+SCALE_BANDS = tuple(name for name, _ in SCORE_BANDS)
+BAND_EDGES = tuple(edge for _, edge in SCORE_BANDS[:-1])  # the inner edges: 2, 4, 6, 8
 
 
 def check_name(value: str, what: str) -> str:
@@ -212,6 +220,11 @@ class OracleSettings(_Strict):
     """Which oracle labels this filter by default, and how."""
 
     default: str = Field(default="synthetic", description="Oracle name from the gateway config.")
+
+    @field_validator("default")
+    @classmethod
+    def _oracle_name(cls, v: str) -> str:
+        return identifiers.oracle_name(v, "oracle.default")
     temperature: float = Field(default=0.0, ge=0, le=2, description="Sampling temperature (0: most repeatable).")
     max_output_tokens: int = Field(default=1024, gt=0, description="Cap on the oracle's answer length.")
     max_article_chars: int = Field(default=8000, gt=0, description="Head+tail cut of the article in the prompt.")
@@ -226,13 +239,36 @@ class StudentSettings(_Strict):
     encoder: str = Field(default="all-MiniLM-L6-v2", description="Encoder for probe students.")
     base_model: str = Field(default="Qwen/Qwen2.5-0.5B", description="Backbone for finetune students.")
     truncation: Truncation = Field(default_factory=Truncation, description="Head + tail cut of long texts.")
+    uncertain_share: float | None = Field(
+        default=0.1, ge=0, le=1,
+        description="Flag this share of articles uncertain: those with the highest expected error (the error model "
+        "fitted at training time on held-out predictions; its held-out distribution sets the threshold). "
+        "None: use uncertain_max_error, or else the interval-width and member-spread rules.",
+    )
+    uncertain_max_error: float | None = Field(
+        default=None, gt=0, le=10,
+        description="Flag a prediction uncertain when its expected mean absolute error (0-10 scale) exceeds this; "
+        "overrides uncertain_share. None: flag by share.",
+    )
     uncertain_interval_width: float = Field(
-        default=4.0, gt=0, description="Flag a prediction uncertain when an interval is wider than this."
+        default=4.0, gt=0, description="Models without an error model (trained before it existed), or with "
+        "uncertain_share and uncertain_max_error both None: flag a prediction uncertain when an interval is "
+        "wider than this."
     )
     uncertain_member_spread: float | None = Field(
         default=None, gt=0, le=10,
-        description="Students with members (ensemble, stack): flag a prediction uncertain when the members' standard deviation of "
-        "any dimension's raw score (0-10 scale) exceeds this. None: members' disagreement is not used.",
+        description="Students with members (ensemble, stack), with the interval-width rule: flag a prediction uncertain when "
+        "the members' standard deviation of any dimension's raw score (0-10 scale) exceeds this. None: members' "
+        "disagreement is not used (the error model uses it either way).",
+    )
+    transfer_from: list[str] = Field(
+        default_factory=list,
+        description="Related filters (names) whose promoted students warm-start this filter's student: their "
+        "predictions are a prior the new student learns the residual of, or features (`transfer_mode`). "
+        "For a new filter with a few hundred labels; `distillery train --transfer-from` overrides it.",
+    )
+    transfer_mode: Literal["prior", "features"] = Field(
+        default="prior", description="How the transfer_from students are used (docs/students.md#transfer)."
     )
     cascade_threshold: float | None = Field(
         default=None, ge=0, le=10, description="Run the expensive stage only when the cheap overall >= this."
@@ -263,7 +299,7 @@ class FilterSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        return check_name(v, "filter name")
+        return identifiers.filter_name(check_name(v, "filter name"), "name")
 
     @model_validator(mode="after")
     def _consistent(self) -> FilterSpec:

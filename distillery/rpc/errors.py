@@ -10,30 +10,29 @@ import uuid
 import grpc
 
 from distillery.articles import InvalidArticleError
+from distillery.errors import (  # re-exported: servicers import them from here
+    BudgetExhaustedError,
+    NotFoundError,
+    OverloadedError,
+    PreconditionError,
+    UnavailableError,
+)
 from distillery.filters import FilterSpecError, UnknownFilterError
+from distillery.redact import public
 from distillery.v1 import common_pb2
 
 logger = logging.getLogger(__name__)
 
-
-class NotFoundError(LookupError):
-    """A named thing (job, model version) does not exist."""
-
-
-class OverloadedError(RuntimeError):
-    """The server's queue is full; the client should retry later (RESOURCE_EXHAUSTED)."""
-
-
-class BudgetExhaustedError(RuntimeError):
-    """A spending budget would be exceeded (RESOURCE_EXHAUSTED)."""
-
-
-class UnavailableError(RuntimeError):
-    """A dependency is down or nothing is loaded yet (UNAVAILABLE / FAILED_PRECONDITION)."""
-
-
-class PreconditionError(RuntimeError):
-    """The request is valid but the system is not in a state to serve it (FAILED_PRECONDITION)."""
+__all__ = [
+    "BudgetExhaustedError",
+    "NotFoundError",
+    "OverloadedError",
+    "PreconditionError",
+    "UnavailableError",
+    "handle_errors",
+    "item_error",
+    "status_for",
+]
 
 
 _MAPPING: list[tuple[type[BaseException], grpc.StatusCode]] = [
@@ -50,10 +49,11 @@ _MAPPING: list[tuple[type[BaseException], grpc.StatusCode]] = [
 
 
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
-    """The status code and client-facing message for an exception."""
+    """The status code and client-facing message for an exception (never a server path, host or secret:
+    such details stay in the log under an incident id the message carries)."""
     for exc_type, code in _MAPPING:
         if isinstance(exc, exc_type):
-            return code, str(exc)
+            return code, public(str(exc))
     incident = uuid.uuid4().hex[:12]
     logger.error("internal error %s", incident, exc_info=exc)
     return grpc.StatusCode.INTERNAL, f"internal error (incident {incident}; details in the server log)"

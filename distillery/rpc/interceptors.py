@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import hmac
 import time
 
 import grpc
 from prometheus_client import Counter, Histogram
+
+from distillery.roles import Decision, TokenRoles, authorize, describe_need
 
 # Buckets from 0.5 ms to 60 s: unary scoring calls sit at the bottom, training RPCs at the top.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -104,33 +105,47 @@ class MetricsInterceptor(grpc.ServerInterceptor):
 
 
 class AuthInterceptor(grpc.ServerInterceptor):
-    """Require ``authorization: Bearer <token>`` on every call except health checks (probes carry no token).
+    """Per-method authorization from ``authorization: Bearer <token>`` (distillery.roles).
 
-    Calls without the right token end with UNAUTHENTICATED before the servicer runs; the token is compared in
-    constant time and never logged.
+    Health checks are open (probes carry no token). A call without a known token ends UNAUTHENTICATED, a
+    known token without a role the method needs ends PERMISSION_DENIED, both before the servicer runs.
+    Tokens are compared in constant time and never logged; the scheme ``Bearer`` is case-insensitive.
+    ``tokens`` is a TokenRoles table, or one string: a single all-role token (the ``auth_token`` setting).
     """
 
-    def __init__(self, token: str):
-        if not token:
-            raise ValueError("auth token must not be empty")
-        self._expected = f"Bearer {token}".encode()
+    def __init__(self, tokens: TokenRoles | str):
+        if isinstance(tokens, str):
+            if not tokens:
+                raise ValueError("auth token must not be empty")
+            tokens = TokenRoles({None: [tokens]})
+        if not tokens:
+            raise ValueError("auth needs at least one token")
+        self._tokens = tokens
 
-    def _allowed(self, handler_call_details) -> bool:
-        if handler_call_details.method.startswith("/grpc.health."):
-            return True
+    def _decision(self, handler_call_details) -> Decision:
+        header = None
         for key, value in handler_call_details.invocation_metadata or ():
             if key == "authorization":
-                given = value.encode() if isinstance(value, str) else value
-                return hmac.compare_digest(given, self._expected)
-        return False
+                header = value
+                break
+        return authorize(self._tokens, handler_call_details.method, header)
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
-        if handler is None or self._allowed(handler_call_details):
+        if handler is None:
             return handler
+        decision = self._decision(handler_call_details)
+        if decision is Decision.ALLOW:
+            return handler
+        method = handler_call_details.method.lstrip("/")
+        if decision is Decision.UNAUTHENTICATED:
+            code, message = grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token"
+        else:
+            code = grpc.StatusCode.PERMISSION_DENIED
+            message = f"this token may not call {method}: it needs {describe_need(handler_call_details.method)}"
 
         def deny(request, context):
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token")
+            context.abort(code, message)
 
         args = (handler.request_deserializer, handler.response_serializer)
         if handler.unary_unary:

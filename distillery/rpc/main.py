@@ -22,6 +22,7 @@ from distillery.rpc.server import GrpcServer, ServiceBinding, run_until_signalle
 logger = logging.getLogger(__name__)
 
 EXIT_CONFIG = 2
+EXIT_UNAVAILABLE = 3  # a dependency unreachable at start, or a Kafka stage that stopped consuming
 
 
 class Service:
@@ -69,6 +70,15 @@ def service_main(
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     logs.configure(name, settings.log_level, settings.log_json)
+    from distillery.bus.clients import configure_from
+    from distillery.rpc.dependencies import DependencyError, wait_for_dependencies
+
+    configure_from(settings)  # Kafka TLS/SASL and the topic policy for every client of this process
+    try:
+        wait_for_dependencies(settings, getattr(settings_cls, "dependencies", ()))
+    except DependencyError as exc:
+        print(f"error: {name} cannot start: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     try:
         catalog = FilterCatalog.load(settings.filters_dir, settings.filters or None)
     except FilterSpecError as exc:
@@ -79,15 +89,27 @@ def service_main(
     except (ConfigError, FilterSpecError, ValueError) as exc:
         print(f"error: refusing to start {name}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    server = GrpcServer(name, settings, service.bindings)
     try:
+        server = GrpcServer(name, settings, service.bindings)  # OSError: auth_required without a token
         server.start()
     except OSError as exc:
         print(f"error: {name} could not listen: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if service.on_start:
-        service.on_start(server)
+        try:
+            service.on_start(server)
+        except Exception as exc:  # noqa: BLE001 - e.g. Kafka unreachable or a topic missing: one line, exit 3
+            print(f"error: {name} cannot start its background work: {type(exc).__name__}: {exc}", file=sys.stderr)
+            server.stop(0)
+            if service.on_stop:
+                service.on_stop()
+            return EXIT_UNAVAILABLE
     if args.ready_file:
         write_ready_file(args.ready_file, server)
-    run_until_signalled(server, service.on_stop)
+    from distillery.bus.stage import failed_stages
+
+    reason = run_until_signalled(server, service.on_stop, check=failed_stages)
+    if reason:
+        print(f"error: {name} stopped: {reason}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     return 0

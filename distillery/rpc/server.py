@@ -19,6 +19,8 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from distillery.config import ServiceSettings
+from distillery.redact import register_secret
+from distillery.roles import TokenRoles
 from distillery.rpc.interceptors import AuthInterceptor, MetricsInterceptor
 
 logger = logging.getLogger(__name__)
@@ -46,18 +48,28 @@ class GrpcServer:
             ("grpc.max_send_message_length", settings.max_message_bytes),
             ("grpc.so_reuseport", 0),
         ]
+        if settings.grpc_max_connection_age_seconds > 0:
+            # Clients reconnect (re-resolving a headless Service's pod addresses), so new replicas get calls.
+            age_ms = int(settings.grpc_max_connection_age_seconds * 1000)
+            options += [("grpc.max_connection_age_ms", age_ms),
+                        ("grpc.max_connection_age_grace_ms", max(int(settings.shutdown_grace_seconds * 1000), 5000))]
+        tokens = TokenRoles.from_settings(settings)
+        if getattr(settings, "auth_required", False) and not tokens:
+            raise OSError("auth_required is set but no token is configured (auth_token, auth_scoring_token, "
+                          "auth_labelling_token or auth_admin_token)")
+        for token in tokens.tokens():
+            register_secret(token)  # never echoed in a status detail, a log line or a dead letter
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix=f"{name}-rpc"),
-            interceptors=[MetricsInterceptor(name)] + (
-                [AuthInterceptor(settings.auth_token.get_secret_value())] if settings.auth_token else []
-            ),
+            interceptors=[MetricsInterceptor(name)] + ([AuthInterceptor(tokens)] if tokens else []),
             options=options,
         )
         for binding in self.bindings:
             binding.add_fn(binding.servicer, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
-        names = [b.full_name for b in self.bindings] + [health.SERVICE_NAME, reflection.SERVICE_NAME]
-        reflection.enable_server_reflection(names, self._server)
+        if getattr(settings, "reflection", True):
+            names = [b.full_name for b in self.bindings] + [health.SERVICE_NAME, reflection.SERVICE_NAME]
+            reflection.enable_server_reflection(names, self._server)
         self.port = 0
         self.metrics_port = 0
         self._metrics_http = None
@@ -125,13 +137,21 @@ def write_ready_file(path: Path | str, server: GrpcServer) -> None:
     """Tell a supervisor (demo, tests) where the service listens, atomically."""
     path = Path(path)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"grpc_port": server.port, "metrics_port": server.metrics_port, "pid": os.getpid()}))
+    tmp.write_text(json.dumps({"grpc_port": server.port, "metrics_port": server.metrics_port, "pid": os.getpid(),
+                               **getattr(server, "extra_ports", {})}))  # e.g. inference's http_port
     tmp.replace(path)
 
 
-def run_until_signalled(server: GrpcServer, on_stop: Callable[[], None] | None = None) -> None:
-    """Block until SIGTERM/SIGINT, then shut down gracefully."""
+def run_until_signalled(server: GrpcServer, on_stop: Callable[[], None] | None = None,
+                        check: Callable[[], list[str]] | None = None) -> str | None:
+    """Block until SIGTERM/SIGINT, then shut down gracefully.
+
+    ``check`` (polled twice a second) returns what has failed for good, e.g. a Kafka stage whose loop died:
+    the service then reports NOT_SERVING, shuts down and this returns the reason, so that the process exits
+    non-zero and its supervisor (Kubernetes, ``distillery up``) restarts it.
+    """
     stop = threading.Event()
+    reason: str | None = None
 
     def _handler(signum, _frame):
         logger.info("signal received, shutting down", extra={"fields": {"signal": signal.Signals(signum).name}})
@@ -141,8 +161,15 @@ def run_until_signalled(server: GrpcServer, on_stop: Callable[[], None] | None =
     signal.signal(signal.SIGINT, _handler)
     while not stop.is_set():
         stop.wait(0.5)
+        failures = check() if check is not None else []
+        if failures:
+            reason = "; ".join(failures)
+            logger.error("a background stage failed; NOT_SERVING and exiting", extra={"fields": {"reason": reason}})
+            server.health.enter_graceful_shutdown()  # every service NOT_SERVING at once
+            break
     started = time.monotonic()
     server.stop()
     if on_stop is not None:
         on_stop()
     logger.info("shutdown complete", extra={"fields": {"seconds": round(time.monotonic() - started, 3)}})
+    return reason

@@ -13,14 +13,15 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from distillery.articles import content_hash, from_record, read_jsonl
-from distillery.v1 import article_pb2, common_pb2, oracle_pb2
+from distillery.articles import Article, content_hash, read_jsonl
+from distillery.labels import DimensionLabel, FilterRef, LabelReason, OracleLabel, Usage
 
 IMPORTED_PROMPT_HASH = "imported"
 
@@ -78,10 +79,37 @@ _SCHEMA = [
         created_at TEXT NOT NULL,
         PRIMARY KEY (article_id, filter_name, filter_version, oracle)
     )""",
+    # The cost ledger: one row per billed provider call (answered, re-asked, dead-lettered, batch), so that
+    # spend is what the provider bills, whatever became of the answer.
+    """CREATE TABLE IF NOT EXISTS oracle_calls (
+        call_id TEXT PRIMARY KEY,
+        article_id TEXT NOT NULL DEFAULT '',
+        filter_name TEXT NOT NULL,
+        filter_version INTEGER NOT NULL DEFAULT 0,
+        oracle TEXT NOT NULL DEFAULT '',
+        provider TEXT NOT NULL DEFAULT '',
+        oracle_model TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        batch INTEGER NOT NULL DEFAULT 0,
+        input_tokens BIGINT NOT NULL DEFAULT 0,
+        cached_input_tokens BIGINT NOT NULL DEFAULT 0,
+        output_tokens BIGINT NOT NULL DEFAULT 0,
+        cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
+        job_id TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS oracle_calls_by_filter ON oracle_calls (filter_name, job_id)",
 ]
 
-_REASONS = {v: k for k, v in oracle_pb2.LabelReason.items()}
-AUDIT_REASONS = ("LABEL_REASON_AUDIT",)  # labels that measure a student; they must never train one
+# Outcomes of a billed call in the ledger.
+CALL_LABELLED = "labelled"  # its answer became the label
+CALL_INVALID = "invalid"  # its answer failed validation (re-asked, or the article was dead-lettered)
+CALL_UNUSED = "unused"  # answered, but another copy's answer (a hedge) was used
+CALL_WRITTEN = "written"  # a writer's answer that became a synthetic article (distillery synthesize)
+CALL_OUTCOMES = (CALL_LABELLED, CALL_INVALID, CALL_UNUSED, CALL_WRITTEN, "migrated")
+
+_REASONS = {int(r): r.wire_name for r in LabelReason}
+AUDIT_REASONS = (LabelReason.AUDIT.wire_name,)  # labels that measure a student; they must never train one
 
 
 def utc_now() -> str:
@@ -113,10 +141,8 @@ class LabelledArticle:
     cost_usd: float = 0.0
     created_at: str = ""
 
-    def to_article(self) -> article_pb2.Article:
-        article = article_pb2.Article(**{c: getattr(self, c) for c in _ARTICLE_COLUMNS})
-        article.metadata.update(self.metadata)
-        return article
+    def to_article(self) -> Article:
+        return Article(**{c: getattr(self, c) for c in _ARTICLE_COLUMNS}, metadata=dict(self.metadata))
 
     def to_record(self) -> dict[str, Any]:
         """The JSONL export shape (compatible with :meth:`LabelStore.import_jsonl`)."""
@@ -150,6 +176,27 @@ class CostRow:
     cached_input_tokens: int
     output_tokens: int
     cost_usd: float
+    calls: int = 0
+
+
+@dataclass(frozen=True)
+class BilledCall:
+    """One billed provider call, as the cost ledger records it."""
+
+    filter_name: str
+    filter_version: int
+    oracle: str
+    provider: str
+    oracle_model: str
+    outcome: str
+    input_tokens: int
+    cached_input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    article_id: str = ""
+    job_id: str = ""
+    batch: bool = False
+    call_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
 def parse_filter_ref(ref: str) -> tuple[str, int]:
@@ -186,6 +233,7 @@ class LabelStore:
         for statement in _SCHEMA:
             self._execute(statement)
         self._commit()
+        self._migrate_ledger()
 
     # -- opening -------------------------------------------------------------------------------------
     @classmethod
@@ -260,7 +308,7 @@ class LabelStore:
                 self._conn.commit()
 
     # -- writes --------------------------------------------------------------------------------------
-    def _article_statement(self, article: article_pb2.Article) -> tuple[str, list[Any]]:
+    def _article_statement(self, article: Article) -> tuple[str, list[Any]]:
         meta = dict(article.metadata)
         synthetic = meta.get("synthetic", "").lower() == "true"
         columns = [*_ARTICLE_COLUMNS, "metadata", "synthetic", "content_hash", "created_at"]
@@ -268,12 +316,12 @@ class LabelStore:
         values += [json.dumps(meta, sort_keys=True), int(synthetic), content_hash(article.title, article.text), utc_now()]
         return self._dialect.upsert("articles", columns, ["id"]), values
 
-    def put_article(self, article: article_pb2.Article) -> None:
+    def put_article(self, article: Article) -> None:
         if not article.id:
             raise ValueError("article.id is empty: validate the article (distillery.articles.validate) first")
         self._transaction([self._article_statement(article)])
 
-    def put(self, article: article_pb2.Article, label: oracle_pb2.OracleLabel, raw_response: str = "",
+    def put(self, article: Article, label: OracleLabel, raw_response: str = "",
             oracle: str = "", job_id: str = "") -> None:
         """Store (or replace) the article and its label, in one transaction."""
         if not article.id:
@@ -293,7 +341,7 @@ class LabelStore:
                   oracle, label.provider, json.dumps(scores), json.dumps(evidence, ensure_ascii=False),
                   label.usage.input_tokens, label.usage.cached_input_tokens, label.usage.output_tokens,
                   label.usage.cost_usd, label.temperature, label.latency_seconds, raw_response,
-                  _REASONS.get(label.reason, "LABEL_REASON_UNSPECIFIED"), job_id, label.created_at or utc_now()]
+                  LabelReason.of(label.reason).wire_name, job_id, label.created_at or utc_now()]
         key = ["article_id", "filter_name", "filter_version", "prompt_hash", "oracle_model"]
         statements = [self._article_statement(article), (self._dialect.upsert("labels", columns, key), values)]
         if oracle:  # a label made after an earlier failure supersedes its dead letter
@@ -302,7 +350,7 @@ class LabelStore:
             statements.append((clear, [article.id, label.filter.name, label.filter.version, oracle]))
         self._transaction(statements)
 
-    def put_dead_letter(self, article: article_pb2.Article, filter_name: str, filter_version: int, oracle: str,
+    def put_dead_letter(self, article: Article, filter_name: str, filter_version: int, oracle: str,
                         error_code: str, error: str, raw_response: str = "", attempts: int = 0,
                         job_id: str = "") -> None:
         """Record an article the oracle could not label (after retries), so that nothing is lost silently."""
@@ -346,35 +394,35 @@ class LabelStore:
         )
 
     @staticmethod
-    def _label_pb(row: tuple) -> oracle_pb2.OracleLabel:
+    def _label(row: tuple) -> OracleLabel:
         scores, evidence = json.loads(row[14]), json.loads(row[15] or "{}")
-        return oracle_pb2.OracleLabel(
+        return OracleLabel(
             article_id=row[0],
-            filter=common_pb2.FilterRef(name=row[10], version=int(row[11])),
+            filter=FilterRef(name=row[10], version=int(row[11])),
             prompt_hash=row[12], oracle_model=row[13], provider=row[17],
-            dimensions=[oracle_pb2.DimensionLabel(name=k, score=float(v), evidence=evidence.get(k, ""))
+            dimensions=[DimensionLabel(name=k, score=float(v), evidence=evidence.get(k, ""))
                         for k, v in scores.items()],
-            usage=common_pb2.Usage(input_tokens=int(row[20]), cached_input_tokens=int(row[21]),
-                                   output_tokens=int(row[22]), cost_usd=float(row[18])),
+            usage=Usage(input_tokens=int(row[20]), cached_input_tokens=int(row[21]),
+                        output_tokens=int(row[22]), cost_usd=float(row[18])),
             temperature=float(row[23]), latency_seconds=float(row[24]), created_at=row[19],
-            reason=oracle_pb2.LabelReason.Value(row[25]) if row[25] in _REASONS.values() else 0,
+            reason=LabelReason.from_wire_name(row[25] or ""),
         )
 
     def get(self, article_id: str, filter_name: str, filter_version: int, prompt_hash: str,
-            oracle_model: str) -> oracle_pb2.OracleLabel | None:
+            oracle_model: str) -> OracleLabel | None:
         """The stored label for this exact key, or None."""
         rows = self._query(self._LABEL_SELECT + " WHERE l.article_id = ? AND l.filter_name = ? AND "
                            "l.filter_version = ? AND l.prompt_hash = ? AND l.oracle_model = ?",
                            [article_id, filter_name, filter_version, prompt_hash, oracle_model])
-        return self._label_pb(rows[0]) if rows else None
+        return self._label(rows[0]) if rows else None
 
     def find(self, article_id: str, filter_name: str, filter_version: int, prompt_hash: str,
-             oracle: str) -> oracle_pb2.OracleLabel | None:
+             oracle: str) -> OracleLabel | None:
         """The newest label made by the configured oracle ``oracle`` (its name, not the model id)."""
         rows = self._query(self._LABEL_SELECT + " WHERE l.article_id = ? AND l.filter_name = ? AND "
                            "l.filter_version = ? AND l.prompt_hash = ? AND l.oracle = ? ORDER BY l.created_at DESC",
                            [article_id, filter_name, filter_version, prompt_hash, oracle])
-        return self._label_pb(rows[0]) if rows else None
+        return self._label(rows[0]) if rows else None
 
     def raw_response(self, article_id: str, filter_name: str, filter_version: int, prompt_hash: str,
                      oracle_model: str) -> str | None:
@@ -460,7 +508,33 @@ class LabelStore:
                            "oracle = ? AND prompt_hash = ?", [filter_name, filter_version, oracle, prompt_hash])
         return {r[0] for r in rows}
 
-    def costs(self, filter_name: str | None = None, job_id: str | None = None) -> list[CostRow]:
+    # -- the cost ledger -------------------------------------------------------------------------------
+    def record_call(self, call: BilledCall) -> None:
+        """Record one billed provider call (idempotent on ``call_id``)."""
+        if call.outcome not in CALL_OUTCOMES:
+            raise ValueError(f"unknown call outcome {call.outcome!r}")
+        columns = ["call_id", "article_id", "filter_name", "filter_version", "oracle", "provider", "oracle_model",
+                   "outcome", "batch", "input_tokens", "cached_input_tokens", "output_tokens", "cost_usd", "job_id",
+                   "created_at"]
+        values = [call.call_id, call.article_id, call.filter_name, call.filter_version, call.oracle, call.provider,
+                  call.oracle_model, call.outcome, int(call.batch), call.input_tokens, call.cached_input_tokens,
+                  call.output_tokens, call.cost_usd, call.job_id, utc_now()]
+        marks = ", ".join("?" * len(columns))
+        insert = (f"INSERT INTO oracle_calls ({', '.join(columns)}) VALUES ({marks}) "
+                  "ON CONFLICT (call_id) DO NOTHING")
+        self._transaction([(insert, values)])
+
+    def calls(self, filter_name: str | None = None, job_id: str | None = None) -> list[dict[str, Any]]:
+        """Every billed call (oldest first), for audits against a provider's invoice."""
+        where, params = self._ledger_where(filter_name, job_id)
+        keys = ["call_id", "article_id", "filter_name", "filter_version", "oracle", "provider", "oracle_model",
+                "outcome", "batch", "input_tokens", "cached_input_tokens", "output_tokens", "cost_usd", "job_id",
+                "created_at"]
+        rows = self._query(f"SELECT {', '.join(keys)} FROM oracle_calls{where} ORDER BY created_at, call_id", params)
+        return [dict(zip(keys, r)) for r in rows]
+
+    @staticmethod
+    def _ledger_where(filter_name: str | None, job_id: str | None) -> tuple[str, list[Any]]:
         clauses, params = [], []
         if filter_name:
             clauses.append("filter_name = ?")
@@ -468,13 +542,32 @@ class LabelStore:
         if job_id:
             clauses.append("job_id = ?")
             params.append(job_id)
-        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def _migrate_ledger(self) -> None:
+        """Stores written before the ledger existed kept spend on labels only: copy it over, once."""
+        if self._query("SELECT 1 FROM oracle_calls LIMIT 1"):
+            return
+        copy = (
+            "INSERT INTO oracle_calls (call_id, article_id, filter_name, filter_version, oracle, provider, "
+            "oracle_model, outcome, batch, input_tokens, cached_input_tokens, output_tokens, cost_usd, job_id, "
+            "created_at) SELECT 'migrated:' || article_id || ':' || filter_name || ':' || filter_version || ':' || "
+            "prompt_hash || ':' || oracle_model, article_id, filter_name, filter_version, oracle, provider, "
+            "oracle_model, 'migrated', 0, input_tokens, cached_input_tokens, output_tokens, cost_usd, job_id, "
+            "created_at FROM labels WHERE cost_usd > 0")
+        self._transaction([(copy, [])])
+
+    def costs(self, filter_name: str | None = None, job_id: str | None = None) -> list[CostRow]:
+        """Spend from the ledger (every billed call), by filter, provider and model; ``labels`` counts the
+        calls whose answer became a label, ``calls`` every billed call."""
+        where, params = self._ledger_where(filter_name, job_id)
         rows = self._query(
-            "SELECT filter_name, provider, oracle_model, COUNT(*), SUM(input_tokens), SUM(cached_input_tokens), "
-            "SUM(output_tokens), SUM(cost_usd) FROM labels" + where +
+            "SELECT filter_name, provider, oracle_model, "
+            "SUM(CASE WHEN outcome IN ('labelled', 'migrated') THEN 1 ELSE 0 END), SUM(input_tokens), "
+            "SUM(cached_input_tokens), SUM(output_tokens), SUM(cost_usd), COUNT(*) FROM oracle_calls" + where +
             " GROUP BY filter_name, provider, oracle_model ORDER BY filter_name, provider, oracle_model", params)
-        return [CostRow(r[0], r[1], r[2], int(r[3]), int(r[4] or 0), int(r[5] or 0), int(r[6] or 0), float(r[7] or 0))
-                for r in rows]
+        return [CostRow(r[0], r[1], r[2], int(r[3] or 0), int(r[4] or 0), int(r[5] or 0), int(r[6] or 0),
+                        float(r[7] or 0), int(r[8] or 0)) for r in rows]
 
     def spent(self, filter_name: str | None = None, job_id: str | None = None) -> float:
         return sum(row.cost_usd for row in self.costs(filter_name, job_id))
@@ -528,14 +621,14 @@ class LabelStore:
             if not clean or not record.get("title") or not (record.get("text") or record.get("content")):
                 continue
             model = oracle_model or record.get("oracle_model_resolved") or record.get("oracle") or "unknown"
-            article = from_record(record)
+            article = Article.from_record(record)
             evidence = record.get("dimension_evidence") if isinstance(record.get("dimension_evidence"), dict) else {}
-            label = oracle_pb2.OracleLabel(
-                article_id=article.id, filter=common_pb2.FilterRef(name=name, version=version),
+            label = OracleLabel(
+                article_id=article.id, filter=FilterRef(name=name, version=version),
                 prompt_hash=record.get("prompt_hash") or prompt_hash, oracle_model=model,
                 provider=record.get("provider") or "imported",
-                dimensions=[oracle_pb2.DimensionLabel(name=k, score=min(max(v, 0.0), 10.0),
-                                                      evidence=str(evidence.get(k) or "")) for k, v in clean.items()],
+                dimensions=[DimensionLabel(name=k, score=min(max(v, 0.0), 10.0),
+                                           evidence=str(evidence.get(k) or "")) for k, v in clean.items()],
                 created_at=record.get("analyzed_at") or record.get("created_at") or utc_now(),
             )
             self.put(article, label, raw_response="", oracle=oracle or record.get("oracle") or model)

@@ -14,9 +14,13 @@ from typing import Any
 
 import numpy as np
 
+from distillery import parallel
 from distillery.students.base import Student
 from distillery.students.manifest import load_student, make_student, read_manifest, write_manifest
 from distillery.students.params import check_params
+from distillery.students.parts import encoder_choice, fit_member, member_inputs
+
+SELF_DISTRIBUTED = frozenset({"finetune", "multi"})  # members that spread their own work (Ray Train, encoder)
 
 DEFAULTS: dict[str, Any] = {
     "member_kind": "lexical",
@@ -51,16 +55,32 @@ class EnsembleStudent(Student):
         return params
 
     def fit(self, texts, targets, val_texts=None, val_targets=None) -> EnsembleStudent:
+        """Every member is an independent part (spread over the Ray cluster inside a training job); members
+        that themselves train on Ray (``finetune``) run one after another, each on the whole cluster."""
         y = np.asarray(targets, dtype=np.float64)
         rng = np.random.default_rng(int(self.params["seed"]))
         texts = list(texts)
-        self.members = []
-        for i in range(int(self.params["k"])):
-            idx = rng.integers(0, len(texts), len(texts)) if self.params["bootstrap"] else np.arange(len(texts))
-            member = make_student(self.params["member_kind"], self.dimensions, filter=self.filter,
-                                  **self._member_params(i))
-            member.fit([texts[j] for j in idx], y[idx], val_texts, val_targets)
-            self.members.append(member)
+        k, kind = int(self.params["k"]), self.params["member_kind"]
+        rows = [rng.integers(0, len(texts), len(texts)) if self.params["bootstrap"] else np.arange(len(texts))
+                for _ in range(k)]
+        if kind in SELF_DISTRIBUTED:
+            self.members = []
+            for i in range(k):
+                member = make_student(kind, self.dimensions, filter=self.filter, **self._member_params(i))
+                member.fit([texts[j] for j in rows[i]], y[rows[i]], val_texts, val_targets)
+                self.members.append(member)
+            return self
+        runner = parallel.current()
+        val_texts = list(val_texts) if val_texts is not None else None
+        val_y = np.asarray(val_targets, dtype=np.float64) if val_targets is not None else None
+        shared_texts, shared_val = runner.share(texts), runner.share(val_texts)
+        first = make_student(kind, self.dimensions, filter=self.filter, **self._member_params(0))
+        X, Xv = member_inputs(runner, first, texts, val_texts, shared_texts, shared_val, y)
+        shared_y = runner.share(y)
+        choice = encoder_choice(first)  # the runtime the embeddings really came from (auto resolved, int8 gated)
+        self.members = runner.map(fit_member, [(kind, self.dimensions, self.filter, {**self._member_params(i), **choice}, X,
+                                                shared_y, rows[i], Xv, val_y) for i in range(k)],
+                                  stage="ensemble members")
         return self
 
     def predict_members(self, texts: Sequence[str]) -> np.ndarray:

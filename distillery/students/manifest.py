@@ -23,6 +23,7 @@ KINDS: dict[str, str] = {
     "finetune": "distillery.students.finetune:FinetuneStudent",
     "multi": "distillery.students.multi:MultiStudent",
     "stack": "distillery.students.stack:StackStudent",
+    "transfer": "distillery.students.transfer:TransferStudent",
 }
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from distillery import parallel
 from distillery.students.base import Student
 from distillery.students.manifest import read_manifest, write_manifest
 from distillery.students.params import check_params
@@ -99,19 +100,34 @@ class MultiStudent(Student):
         return [c for f in self.filters for c in self.columns(f)]
 
     def fit(self, texts, targets, val_texts=None, val_targets=None) -> MultiStudent:
-        import torch
-
         y = np.asarray(targets, dtype=np.float64)
         if y.shape != (len(texts), len(self.dimensions)):
             raise ValueError(f"targets must have shape ({len(texts)}, {len(self.dimensions)}), got {y.shape}")
-        X = self.encoder.encode(list(texts))
+        has_val = val_texts is not None and len(val_texts) > 0
+        both = self.encoder.encode(list(texts) + (list(val_texts) if has_val else []))  # one encoder pass
+        X, Xv = both[: len(texts)], (both[len(texts):] if has_val else None)
+        Yv = np.asarray(val_targets, dtype=np.float64) if has_val else None
+        runner = parallel.current()
+        # the shared trunk trains jointly on every filter's labels: one part (the encoder pass was spread)
+        state = runner.call(train_multi_part, list(self.dimensions), dict(self.params), runner.share(X), y,
+                            None if Xv is None else runner.share(Xv), Yv, stage="multi trunk")
+        net = self._build(X.shape[1])
+        net.load_state_dict(state)
+        self._net = net.eval()
+        self._fingerprint = None
+        return self
+
+    def fit_embeddings(self, X: np.ndarray, y: np.ndarray, Xv: np.ndarray | None = None,
+                       Yv: np.ndarray | None = None) -> MultiStudent:
+        """Train trunk and heads on embeddings ``X`` (targets ``y``, NaN where unlabelled)."""
+        import torch
+
+        y = np.asarray(y, dtype=np.float64)
         order = self._order()
         Y = torch.tensor(y[:, order] / 10.0, dtype=torch.float32)
-        if val_texts is not None and len(val_texts):
-            Xv = torch.tensor(self.encoder.encode(list(val_texts)))
-            Yv = np.asarray(val_targets, dtype=np.float64)[:, order]
-        else:
-            Xv, Yv = None, None
+        if Xv is not None:
+            Xv = torch.tensor(np.asarray(Xv, dtype=np.float32))
+            Yv = np.asarray(Yv, dtype=np.float64)[:, order]
         net = self._build(X.shape[1])
         opt = torch.optim.AdamW(net.parameters(), lr=float(self.params["lr"]),
                                 weight_decay=float(self.params["weight_decay"]))
@@ -215,6 +231,13 @@ class MultiStudent(Student):
         net.load_state_dict(torch.load(path / "multi.pt", map_location="cpu", weights_only=True))
         student._net = net.eval()
         return student.view(manifest["view"]) if manifest.get("view") else student
+
+
+def train_multi_part(dimensions: list[str], params: dict[str, Any], X: np.ndarray, y: np.ndarray,
+                     Xv: np.ndarray | None, Yv: np.ndarray | None):
+    """Train a multi student's network on embeddings (one part, on any node); return its weights."""
+    net = MultiStudent(dimensions, **params).fit_embeddings(X, y, Xv, Yv)._net
+    return {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
 
 
 class MultiView(Student):

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from distillery import parallel
 from distillery.students.base import Student
 from distillery.students.manifest import read_manifest, write_manifest
 from distillery.students.params import check_params
@@ -30,6 +31,11 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "batch_size": 32,
     "bf16": False,
+    # where the encoder pass runs (distillery.students.encoder_runtime): torch, onnx, openvino, or auto (the
+    # fastest unquantised runtime here: torch on CUDA, else OpenVINO, bf16 on CPUs that have it). auto is within
+    # the 0.02 score drift gate of torch fp32 (OpenVINO bf16: 0.004 on real articles) at ~55% of its CPU time.
+    "runtime": "auto",
+    "int8": False,  # ONNX Runtime int8 (runtime onnx): kept only if a sample passes the 0.02 drift gate
 }
 EMBED_CACHE_ENV = "DISTILLERY_EMBED_CACHE"
 
@@ -55,11 +61,26 @@ class ProbeStudent(Student):
 
             p = self.params
             self._encoder = shared_encoder(p["encoder"], p["head_tokens"], p["tail_tokens"], self.cache_dir,
-                                           batch_size=int(p["batch_size"]), bf16=bool(p["bf16"]))
+                                           batch_size=int(p["batch_size"]), bf16=bool(p["bf16"]),
+                                           runtime=p["runtime"], int8=p["int8"])
         return self._encoder
 
     def embed(self, texts: Sequence[str], progress=None) -> np.ndarray:
         return self.encoder.encode(list(texts), progress)
+
+    def embed_for_training(self, texts: Sequence[str], y: np.ndarray, val_texts: Sequence[str] | None = None,
+                           progress=None) -> tuple[np.ndarray, np.ndarray | None]:
+        """One encoder pass over training and validation texts. An int8 encoder is kept only within the drift
+        gate; otherwise this student switches to the unquantised encoder (and records it in its parameters,
+        so that it predicts with what it was trained on)."""
+        from distillery.students.encoder import embed_gated
+
+        X, Xv, used = embed_gated(self.encoder, texts, y, val_texts, progress)
+        if used is not self._encoder:
+            self._encoder = used
+            self.params["int8"] = False
+        self.params["runtime"] = used.backend  # "auto" resolved: this machine's choice, kept with the model
+        return X, Xv
 
     def _make_heads(self, n: int, has_val: bool):
         """Candidate heads. An MLP needs data: on a few hundred labels (a cold start) ridge is the safer
@@ -86,12 +107,14 @@ class ProbeStudent(Student):
         if y.ndim != 2 or y.shape != (len(X), len(self.dimensions)):
             raise ValueError(f"targets must have shape ({len(X)}, {len(self.dimensions)}), got {y.shape}")
         heads = self._make_heads(len(X), Xv is not None and yv is not None and len(Xv) > 0)
+        if Xv is None or len(heads) == 1:
+            self._head = heads[0].fit(X, y / 10.0)
+            return self
+        runner = parallel.current()  # candidate heads are independent parts (spread over Ray in a job)
+        shared_X, shared_y = runner.share(X), runner.share(y / 10.0)
+        fitted = runner.map(fit_head, [(head, shared_X, shared_y) for head in heads], stage="probe heads")
         best, best_mae = None, np.inf
-        for head in heads:
-            head.fit(X, y / 10.0)
-            if Xv is None or len(heads) == 1:
-                best = head
-                break
+        for head in fitted:
             mae = np.abs(self._out(head, Xv) - yv).mean()
             if mae < best_mae:
                 best, best_mae = head, mae
@@ -104,8 +127,7 @@ class ProbeStudent(Student):
         return (pred.reshape(len(X), -1)) * 10.0
 
     def fit(self, texts, targets, val_texts=None, val_targets=None, progress=None) -> ProbeStudent:
-        X = self.embed(texts, progress)
-        Xv = self.embed(val_texts) if val_texts is not None and len(val_texts) else None
+        X, Xv = self.embed_for_training(texts, np.asarray(targets), val_texts, progress)
         yv = np.asarray(val_targets, dtype=np.float64) if Xv is not None else None
         return self.fit_embeddings(X, np.asarray(targets), Xv, yv)
 
@@ -136,3 +158,8 @@ class ProbeStudent(Student):
         student = cls(manifest["dimensions"], filter=manifest.get("filter", ""), **manifest.get("params", {}))
         student._head = joblib.load(path / "head.joblib")
         return student
+
+
+def fit_head(head, X: np.ndarray, y: np.ndarray):
+    """Fit one candidate head (one part); ``y`` is already scaled to 0-1."""
+    return head.fit(X, y)

@@ -24,9 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from distillery import parallel
 from distillery.students.base import Student
 from distillery.students.manifest import load_student, make_student, read_manifest, write_manifest
 from distillery.students.params import check_params
+from distillery.students.parts import EMBEDDING_KINDS, encoder_choice, fit_member, member_inputs
 
 DEFAULTS: dict[str, Any] = {
     # [{"kind": "lexical", "params": {...}}, ...]; a JSON string is accepted too (CLI and gRPC params).
@@ -72,34 +74,63 @@ class StackStudent(Student):
         return next((i for i, m in enumerate(self.member_specs) if m["kind"] == "probe"), None)
 
     def _make_member(self, i: int) -> Student:
-        spec = self.member_specs[i]
-        params = dict(spec["params"])
-        if spec["kind"] in {"probe", "multi"} and self.cache_dir is not None:
-            params.setdefault("cache_dir", self.cache_dir)
-        return make_student(spec["kind"], self.dimensions, filter=self.filter, **params)
+        return make_student(self.member_specs[i]["kind"], self.dimensions, filter=self.filter,
+                            **self._member_params(i))
 
     # -- Student -------------------------------------------------------------------------------------
     def fit(self, texts, targets, val_texts=None, val_targets=None) -> StackStudent:
+        """Out-of-fold fits of every member and the final fits, all independent parts (spread over the Ray
+        cluster inside a training job), then the meta-model on the out-of-fold predictions."""
         texts = list(texts)
         y = np.asarray(targets, dtype=np.float64)
-        if y.ndim != 2 or y.shape != (len(texts), len(self.dimensions)):
+        if y.shape != (len(texts), len(self.dimensions)):
             raise ValueError(f"targets must have shape ({len(texts)}, {len(self.dimensions)}), got {y.shape}")
         folds = min(int(self.params["folds"]), len(texts))
         if folds < 2:
             raise ValueError("a stack needs at least 2 training articles")
         rng = np.random.default_rng(int(self.params["seed"]))
         fold_of = rng.permutation(len(texts)) % folds
-        oof = np.zeros((len(self.member_specs), len(texts), len(self.dimensions)))
+        val_texts = list(val_texts) if val_texts is not None else None
+        val_y = np.asarray(val_targets, dtype=np.float64) if val_targets is not None else None
+        runner = parallel.current()
+        shared_texts, shared_val, shared_y = runner.share(texts), runner.share(val_texts), runner.share(y)
+        inputs = []
+        by_encoder: dict[str, tuple] = {}  # members on one encoder share its embeddings
+        for m in range(len(self.member_specs)):
+            member = self._make_member(m)
+            key = getattr(getattr(member, "encoder", None), "namespace", f"texts-{m}") if (
+                member.kind in EMBEDDING_KINDS) else "texts"
+            if key not in by_encoder:
+                X, Xv = member_inputs(runner, member, texts, val_texts, shared_texts, shared_val, y)
+                by_encoder[key] = (X, Xv, encoder_choice(member))
+            X, Xv, choice = by_encoder[key]
+            spec = self.member_specs[m]  # the runtime really used (auto resolved, int8 gated), for every fit
+            self.member_specs[m] = {**spec, "params": {**spec["params"], **choice}}
+            inputs.append((member, X, Xv))
+        everything = np.arange(len(texts))
+        parts = []
         for f in range(folds):
             train_idx, held_idx = np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)
-            for m in range(len(self.member_specs)):
-                member = self._make_member(m).fit([texts[i] for i in train_idx], y[train_idx], val_texts,
-                                                  val_targets)
-                oof[m, held_idx] = member.predict([texts[i] for i in held_idx])
-        self.members = [self._make_member(m).fit(texts, y, val_texts, val_targets)
-                        for m in range(len(self.member_specs))]
+            parts += [(m.kind, self.dimensions, self.filter, self._member_params(i), X, shared_y, train_idx, Xv,
+                       val_y, held_idx) for i, (m, X, Xv) in enumerate(inputs)]
+        parts += [(m.kind, self.dimensions, self.filter, self._member_params(i), X, shared_y, everything, Xv, val_y)
+                  for i, (m, X, Xv) in enumerate(inputs)]
+        results = runner.map(fit_member, parts, stage="stack members")
+        n_members = len(self.member_specs)
+        oof = np.zeros((n_members, len(texts), len(self.dimensions)))
+        for f in range(folds):
+            held_idx = np.flatnonzero(fold_of == f)
+            for m in range(n_members):
+                oof[m, held_idx] = results[f * n_members + m]
+        self.members = list(results[folds * n_members:])
         self._fit_meta(self._meta_inputs(oof, texts), y)
         return self
+
+    def _member_params(self, i: int) -> dict[str, Any]:
+        params = dict(self.member_specs[i]["params"])
+        if self.member_specs[i]["kind"] in {"probe", "multi"} and self.cache_dir is not None:
+            params.setdefault("cache_dir", self.cache_dir)
+        return params
 
     def _meta_inputs(self, member_preds: np.ndarray, texts: Sequence[str],
                      embeddings: np.ndarray | None = None) -> np.ndarray:
@@ -112,13 +143,11 @@ class StackStudent(Student):
 
     def _fit_meta(self, X: np.ndarray, y: np.ndarray) -> None:
         if self.params["meta"] == "boosted":
-            from sklearn.ensemble import HistGradientBoostingRegressor
-
-            self._meta_trees = [
-                HistGradientBoostingRegressor(loss="absolute_error", learning_rate=0.05, max_leaf_nodes=15,
-                                              max_iter=int(self.params["boosted_iterations"]),
-                                              random_state=int(self.params["seed"])).fit(X, y[:, d])
-                for d in range(y.shape[1])]
+            runner = parallel.current()
+            shared_X = runner.share(X)
+            settings = (int(self.params["boosted_iterations"]), int(self.params["seed"]))
+            self._meta_trees = runner.map(fit_boosted_dimension, [(shared_X, y[:, d], settings)
+                                                                  for d in range(y.shape[1])], stage="stack meta")
             return
         from sklearn.linear_model import RidgeCV
 
@@ -196,6 +225,15 @@ class StackStudent(Student):
                 student._meta_coef, student._meta_intercept = data["coef"], data["intercept"]
         student.chosen_alphas = list(manifest.get("chosen_alphas", []))
         return student
+
+
+def fit_boosted_dimension(X: np.ndarray, y: np.ndarray, settings: tuple[int, int]):
+    """One dimension's absolute-error booster of a ``boosted`` meta-model (one part)."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    iterations, seed = settings
+    return HistGradientBoostingRegressor(loss="absolute_error", learning_rate=0.05, max_leaf_nodes=15,
+                                         max_iter=iterations, random_state=seed).fit(X, y)
 
 
 def _meta_features(member_preds: np.ndarray) -> np.ndarray:

@@ -26,15 +26,15 @@ from distillery.v1 import article_pb2 as distillery_dot_v1_dot_article__pb2
 from distillery.v1 import common_pb2 as distillery_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x64istillery/v1/oracle.proto\x12\rdistillery.v1\x1a\x1b\x64istillery/v1/article.proto\x1a\x1a\x64istillery/v1/common.proto\"\xad\x01\n\x0cLabelRequest\x12\'\n\x07\x61rticle\x18\x01 \x01(\x0b\x32\x16.distillery.v1.Article\x12(\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x18.distillery.v1.FilterRef\x12*\n\x06reason\x18\x03 \x01(\x0e\x32\x1a.distillery.v1.LabelReason\x12\x0e\n\x06oracle\x18\x04 \x01(\t\x12\x0e\n\x06job_id\x18\x05 \x01(\t\"?\n\x0e\x44imensionLabel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x10\n\x08\x65vidence\x18\x03 \x01(\t\"\xde\x02\n\x0bOracleLabel\x12\x12\n\narticle_id\x18\x01 \x01(\t\x12(\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x18.distillery.v1.FilterRef\x12\x13\n\x0bprompt_hash\x18\x03 \x01(\t\x12\x14\n\x0coracle_model\x18\x04 \x01(\t\x12\x10\n\x08provider\x18\x05 \x01(\t\x12\x31\n\ndimensions\x18\x06 \x03(\x0b\x32\x1d.distillery.v1.DimensionLabel\x12#\n\x05usage\x18\x07 \x01(\x0b\x32\x14.distillery.v1.Usage\x12\x0e\n\x06\x63\x61\x63hed\x18\x08 \x01(\x08\x12\x13\n\x0btemperature\x18\t \x01(\x01\x12\x17\n\x0flatency_seconds\x18\n \x01(\x01\x12\x12\n\ncreated_at\x18\x0b \x01(\t\x12*\n\x06reason\x18\x0c \x01(\x0e\x32\x1a.distillery.v1.LabelReason\":\n\rLabelResponse\x12)\n\x05label\x18\x01 \x01(\x0b\x32\x1a.distillery.v1.OracleLabel\"}\n\x13LabelStreamResponse\x12\x12\n\narticle_id\x18\x01 \x01(\t\x12)\n\x05label\x18\x02 \x01(\x0b\x32\x1a.distillery.v1.OracleLabel\x12\'\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x18.distillery.v1.ItemError*\x96\x01\n\x0bLabelReason\x12\x1c\n\x18LABEL_REASON_UNSPECIFIED\x10\x00\x12\x19\n\x15LABEL_REASON_TRAINING\x10\x01\x12\x1a\n\x16LABEL_REASON_UNCERTAIN\x10\x02\x12\x16\n\x12LABEL_REASON_AUDIT\x10\x03\x12\x1a\n\x16LABEL_REASON_SYNTHETIC\x10\x04\x32\xa7\x01\n\rOracleService\x12\x42\n\x05Label\x12\x1b.distillery.v1.LabelRequest\x1a\x1c.distillery.v1.LabelResponse\x12R\n\x0bLabelStream\x12\x1b.distillery.v1.LabelRequest\x1a\".distillery.v1.LabelStreamResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x64istillery/v1/oracle.proto\x12\rdistillery.v1\x1a\x1b\x64istillery/v1/article.proto\x1a\x1a\x64istillery/v1/common.proto\"\xad\x01\n\x0cLabelRequest\x12\'\n\x07\x61rticle\x18\x01 \x01(\x0b\x32\x16.distillery.v1.Article\x12(\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x18.distillery.v1.FilterRef\x12*\n\x06reason\x18\x03 \x01(\x0e\x32\x1a.distillery.v1.LabelReason\x12\x0e\n\x06oracle\x18\x04 \x01(\t\x12\x0e\n\x06job_id\x18\x05 \x01(\t\"?\n\x0e\x44imensionLabel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\x12\x10\n\x08\x65vidence\x18\x03 \x01(\t\"\xde\x02\n\x0bOracleLabel\x12\x12\n\narticle_id\x18\x01 \x01(\t\x12(\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x18.distillery.v1.FilterRef\x12\x13\n\x0bprompt_hash\x18\x03 \x01(\t\x12\x14\n\x0coracle_model\x18\x04 \x01(\t\x12\x10\n\x08provider\x18\x05 \x01(\t\x12\x31\n\ndimensions\x18\x06 \x03(\x0b\x32\x1d.distillery.v1.DimensionLabel\x12#\n\x05usage\x18\x07 \x01(\x0b\x32\x14.distillery.v1.Usage\x12\x0e\n\x06\x63\x61\x63hed\x18\x08 \x01(\x08\x12\x13\n\x0btemperature\x18\t \x01(\x01\x12\x17\n\x0flatency_seconds\x18\n \x01(\x01\x12\x12\n\ncreated_at\x18\x0b \x01(\t\x12*\n\x06reason\x18\x0c \x01(\x0e\x32\x1a.distillery.v1.LabelReason\":\n\rLabelResponse\x12)\n\x05label\x18\x01 \x01(\x0b\x32\x1a.distillery.v1.OracleLabel\"}\n\x13LabelStreamResponse\x12\x12\n\narticle_id\x18\x01 \x01(\t\x12)\n\x05label\x18\x02 \x01(\x0b\x32\x1a.distillery.v1.OracleLabel\x12\'\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x18.distillery.v1.ItemError\"#\n\x11GetBudgetsRequest\x12\x0e\n\x06\x66ilter\x18\x01 \x01(\t\"b\n\x06\x42udget\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tlimit_usd\x18\x03 \x01(\x01\x12\x11\n\tspent_usd\x18\x04 \x01(\x01\x12\x15\n\rremaining_usd\x18\x05 \x01(\x01\"<\n\x12GetBudgetsResponse\x12&\n\x07\x62udgets\x18\x01 \x03(\x0b\x32\x15.distillery.v1.Budget\"B\n\x10SetBudgetRequest\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tlimit_usd\x18\x03 \x01(\x01*\x96\x01\n\x0bLabelReason\x12\x1c\n\x18LABEL_REASON_UNSPECIFIED\x10\x00\x12\x19\n\x15LABEL_REASON_TRAINING\x10\x01\x12\x1a\n\x16LABEL_REASON_UNCERTAIN\x10\x02\x12\x16\n\x12LABEL_REASON_AUDIT\x10\x03\x12\x1a\n\x16LABEL_REASON_SYNTHETIC\x10\x04\x32\xbf\x02\n\rOracleService\x12\x42\n\x05Label\x12\x1b.distillery.v1.LabelRequest\x1a\x1c.distillery.v1.LabelResponse\x12R\n\x0bLabelStream\x12\x1b.distillery.v1.LabelRequest\x1a\".distillery.v1.LabelStreamResponse(\x01\x30\x01\x12Q\n\nGetBudgets\x12 .distillery.v1.GetBudgetsRequest\x1a!.distillery.v1.GetBudgetsResponse\x12\x43\n\tSetBudget\x12\x1f.distillery.v1.SetBudgetRequest\x1a\x15.distillery.v1.Budgetb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'distillery.v1.oracle_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LABELREASON']._serialized_start=884
-  _globals['_LABELREASON']._serialized_end=1034
+  _globals['_LABELREASON']._serialized_start=1151
+  _globals['_LABELREASON']._serialized_end=1301
   _globals['_LABELREQUEST']._serialized_start=103
   _globals['_LABELREQUEST']._serialized_end=276
   _globals['_DIMENSIONLABEL']._serialized_start=278
@@ -45,6 +45,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LABELRESPONSE']._serialized_end=754
   _globals['_LABELSTREAMRESPONSE']._serialized_start=756
   _globals['_LABELSTREAMRESPONSE']._serialized_end=881
-  _globals['_ORACLESERVICE']._serialized_start=1037
-  _globals['_ORACLESERVICE']._serialized_end=1204
+  _globals['_GETBUDGETSREQUEST']._serialized_start=883
+  _globals['_GETBUDGETSREQUEST']._serialized_end=918
+  _globals['_BUDGET']._serialized_start=920
+  _globals['_BUDGET']._serialized_end=1018
+  _globals['_GETBUDGETSRESPONSE']._serialized_start=1020
+  _globals['_GETBUDGETSRESPONSE']._serialized_end=1080
+  _globals['_SETBUDGETREQUEST']._serialized_start=1082
+  _globals['_SETBUDGETREQUEST']._serialized_end=1148
+  _globals['_ORACLESERVICE']._serialized_start=1304
+  _globals['_ORACLESERVICE']._serialized_end=1623
 # @@protoc_insertion_point(module_scope)

@@ -89,3 +89,39 @@ class LabelStreamResponse(_message.Message):
     label: OracleLabel
     error: _common_pb2.ItemError
     def __init__(self, article_id: _Optional[str] = ..., label: _Optional[_Union[OracleLabel, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.ItemError, _Mapping]] = ...) -> None: ...
+
+class GetBudgetsRequest(_message.Message):
+    __slots__ = ("filter",)
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    filter: str
+    def __init__(self, filter: _Optional[str] = ...) -> None: ...
+
+class Budget(_message.Message):
+    __slots__ = ("scope", "name", "limit_usd", "spent_usd", "remaining_usd")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_USD_FIELD_NUMBER: _ClassVar[int]
+    SPENT_USD_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_USD_FIELD_NUMBER: _ClassVar[int]
+    scope: str
+    name: str
+    limit_usd: float
+    spent_usd: float
+    remaining_usd: float
+    def __init__(self, scope: _Optional[str] = ..., name: _Optional[str] = ..., limit_usd: _Optional[float] = ..., spent_usd: _Optional[float] = ..., remaining_usd: _Optional[float] = ...) -> None: ...
+
+class GetBudgetsResponse(_message.Message):
+    __slots__ = ("budgets",)
+    BUDGETS_FIELD_NUMBER: _ClassVar[int]
+    budgets: _containers.RepeatedCompositeFieldContainer[Budget]
+    def __init__(self, budgets: _Optional[_Iterable[_Union[Budget, _Mapping]]] = ...) -> None: ...
+
+class SetBudgetRequest(_message.Message):
+    __slots__ = ("scope", "name", "limit_usd")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_USD_FIELD_NUMBER: _ClassVar[int]
+    scope: str
+    name: str
+    limit_usd: float
+    def __init__(self, scope: _Optional[str] = ..., name: _Optional[str] = ..., limit_usd: _Optional[float] = ...) -> None: ...

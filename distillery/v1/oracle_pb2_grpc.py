@@ -5,7 +5,7 @@ import warnings
 
 from distillery.v1 import oracle_pb2 as distillery_dot_v1_dot_oracle__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -45,6 +45,16 @@ class OracleServiceStub:
                 request_serializer=distillery_dot_v1_dot_oracle__pb2.LabelRequest.SerializeToString,
                 response_deserializer=distillery_dot_v1_dot_oracle__pb2.LabelStreamResponse.FromString,
                 _registered_method=True)
+        self.GetBudgets = channel.unary_unary(
+                '/distillery.v1.OracleService/GetBudgets',
+                request_serializer=distillery_dot_v1_dot_oracle__pb2.GetBudgetsRequest.SerializeToString,
+                response_deserializer=distillery_dot_v1_dot_oracle__pb2.GetBudgetsResponse.FromString,
+                _registered_method=True)
+        self.SetBudget = channel.unary_unary(
+                '/distillery.v1.OracleService/SetBudget',
+                request_serializer=distillery_dot_v1_dot_oracle__pb2.SetBudgetRequest.SerializeToString,
+                response_deserializer=distillery_dot_v1_dot_oracle__pb2.Budget.FromString,
+                _registered_method=True)
 
 
 class OracleServiceServicer:
@@ -65,6 +75,21 @@ class OracleServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetBudgets(self, request, context):
+        """Lists the spending caps (per filter, and the default per job) with what each has spent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetBudget(self, request, context):
+        """Sets (or, with usd 0, removes) the cap of one filter or one job for this gateway process; the
+        configured oracle_gateway budgets apply again after a restart.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OracleServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +102,16 @@ def add_OracleServiceServicer_to_server(servicer, server):
                     servicer.LabelStream,
                     request_deserializer=distillery_dot_v1_dot_oracle__pb2.LabelRequest.FromString,
                     response_serializer=distillery_dot_v1_dot_oracle__pb2.LabelStreamResponse.SerializeToString,
+            ),
+            'GetBudgets': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBudgets,
+                    request_deserializer=distillery_dot_v1_dot_oracle__pb2.GetBudgetsRequest.FromString,
+                    response_serializer=distillery_dot_v1_dot_oracle__pb2.GetBudgetsResponse.SerializeToString,
+            ),
+            'SetBudget': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetBudget,
+                    request_deserializer=distillery_dot_v1_dot_oracle__pb2.SetBudgetRequest.FromString,
+                    response_serializer=distillery_dot_v1_dot_oracle__pb2.Budget.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,6 +169,60 @@ class OracleService:
             '/distillery.v1.OracleService/LabelStream',
             distillery_dot_v1_dot_oracle__pb2.LabelRequest.SerializeToString,
             distillery_dot_v1_dot_oracle__pb2.LabelStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBudgets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/distillery.v1.OracleService/GetBudgets',
+            distillery_dot_v1_dot_oracle__pb2.GetBudgetsRequest.SerializeToString,
+            distillery_dot_v1_dot_oracle__pb2.GetBudgetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetBudget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/distillery.v1.OracleService/SetBudget',
+            distillery_dot_v1_dot_oracle__pb2.SetBudgetRequest.SerializeToString,
+            distillery_dot_v1_dot_oracle__pb2.Budget.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from distillery.v1 import common_pb2 as distillery_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x64istillery/v1/trainer.proto\x12\rdistillery.v1\x1a\x1a\x64istillery/v1/common.proto\"\xcd\x02\n\x0fStartJobRequest\x12(\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x18.distillery.v1.FilterRef\x12\x30\n\x0cstudent_kind\x18\x02 \x01(\x0e\x32\x1a.distillery.v1.StudentKind\x12\x13\n\x0blabels_path\x18\x03 \x01(\t\x12\x0f\n\x07promote\x18\x04 \x01(\x08\x12\x0c\n\x04seed\x18\x05 \x01(\r\x12:\n\x06params\x18\x06 \x03(\x0b\x32*.distillery.v1.StartJobRequest.ParamsEntry\x12)\n\x07\x66ilters\x18\x07 \x03(\x0b\x32\x18.distillery.v1.FilterRef\x12\x14\n\x0clabels_paths\x18\x08 \x03(\t\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x97\x03\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12(\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x18.distillery.v1.FilterRef\x12\x30\n\x0cstudent_kind\x18\x03 \x01(\x0e\x32\x1a.distillery.v1.StudentKind\x12&\n\x05state\x18\x04 \x01(\x0e\x32\x17.distillery.v1.JobState\x12\x10\n\x08progress\x18\x05 \x01(\x01\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x12\x30\n\x07metrics\x18\x08 \x03(\x0b\x32\x1f.distillery.v1.Job.MetricsEntry\x12\r\n\x05\x65rror\x18\t \x01(\t\x12\x12\n\ncreated_at\x18\n \x01(\t\x12\x12\n\nupdated_at\x18\x0b \x01(\t\x12)\n\x07\x66ilters\x18\x0c \x03(\x0b\x32\x18.distillery.v1.FilterRef\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"J\n\x0fListJobsRequest\x12(\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x18.distillery.v1.FilterRef\x12\r\n\x05limit\x18\x02 \x01(\r\"4\n\x10ListJobsResponse\x12 \n\x04jobs\x18\x01 \x03(\x0b\x32\x12.distillery.v1.Job\"=\n\x11ListModelsRequest\x12(\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x18.distillery.v1.FilterRef\"\xc7\x02\n\x0cModelVersion\x12(\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x18.distillery.v1.FilterRef\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x30\n\x0cstudent_kind\x18\x03 \x01(\x0e\x32\x1a.distillery.v1.StudentKind\x12\x12\n\ncreated_at\x18\x04 \x01(\t\x12\x39\n\x07metrics\x18\x05 \x03(\x0b\x32(.distillery.v1.ModelVersion.MetricsEntry\x12\x14\n\x0c\x64\x61taset_hash\x18\x06 \x01(\t\x12\x10\n\x08promoted\x18\x07 \x01(\x08\x12\x0b\n\x03uri\x18\x08 \x01(\t\x12\x16\n\x0emulti_model_id\x18\t \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"A\n\x12ListModelsResponse\x12+\n\x06models\x18\x01 \x03(\x0b\x32\x1b.distillery.v1.ModelVersion\"K\n\x0ePromoteRequest\x12(\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x18.distillery.v1.FilterRef\x12\x0f\n\x07version\x18\x02 \x01(\t*\xc3\x01\n\x0bStudentKind\x12\x1c\n\x18STUDENT_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14STUDENT_KIND_LEXICAL\x10\x01\x12\x16\n\x12STUDENT_KIND_PROBE\x10\x02\x12\x19\n\x15STUDENT_KIND_FINETUNE\x10\x03\x12\x16\n\x12STUDENT_KIND_MULTI\x10\x04\x12\x19\n\x15STUDENT_KIND_ENSEMBLE\x10\x05\x12\x16\n\x12STUDENT_KIND_STACK\x10\x06*\x9b\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATE_PENDING\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\xb3\x03\n\x0eTrainerService\x12>\n\x08StartJob\x12\x1e.distillery.v1.StartJobRequest\x1a\x12.distillery.v1.Job\x12:\n\x06GetJob\x12\x1c.distillery.v1.GetJobRequest\x1a\x12.distillery.v1.Job\x12>\n\x08WatchJob\x12\x1c.distillery.v1.GetJobRequest\x1a\x12.distillery.v1.Job0\x01\x12K\n\x08ListJobs\x12\x1e.distillery.v1.ListJobsRequest\x1a\x1f.distillery.v1.ListJobsResponse\x12Q\n\nListModels\x12 .distillery.v1.ListModelsRequest\x1a!.distillery.v1.ListModelsResponse\x12\x45\n\x07Promote\x12\x1d.distillery.v1.PromoteRequest\x1a\x1b.distillery.v1.ModelVersionb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x64istillery/v1/trainer.proto\x12\rdistillery.v1\x1a\x1a\x64istillery/v1/common.proto\"\xa6\x03\n\x0fStartJobRequest\x12(\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x18.distillery.v1.FilterRef\x12\x30\n\x0cstudent_kind\x18\x02 \x01(\x0e\x32\x1a.distillery.v1.StudentKind\x12\x13\n\x0blabels_path\x18\x03 \x01(\t\x12\x0f\n\x07promote\x18\x04 \x01(\x08\x12\x0c\n\x04seed\x18\x05 \x01(\r\x12:\n\x06params\x18\x06 \x03(\x0b\x32*.distillery.v1.StartJobRequest.ParamsEntry\x12)\n\x07\x66ilters\x18\x07 \x03(\x0b\x32\x18.distillery.v1.FilterRef\x12\x14\n\x0clabels_paths\x18\x08 \x03(\t\x12*\n\x07\x64\x61taset\x18\t \x01(\x0b\x32\x19.distillery.v1.DatasetRef\x12+\n\x08\x64\x61tasets\x18\n \x03(\x0b\x32\x19.distillery.v1.DatasetRef\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"}\n\nDatasetRef\x12\x35\n\x0blabel_store\x18\x01 \x01(\x0b\x32\x1e.distillery.v1.LabelStoreQueryH\x00\x12\x19\n\x0f\x64\x61taset_version\x18\x02 \x01(\tH\x00\x12\x13\n\tdata_path\x18\x03 \x01(\tH\x00\x42\x08\n\x06source\"\x17\n\x0fLabelStoreQueryJ\x04\x08\x01\x10\x02\"\xd5\x03\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12(\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x18.distillery.v1.FilterRef\x12\x30\n\x0cstudent_kind\x18\x03 \x01(\x0e\x32\x1a.distillery.v1.StudentKind\x12&\n\x05state\x18\x04 \x01(\x0e\x32\x17.distillery.v1.JobState\x12\x10\n\x08progress\x18\x05 \x01(\x01\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x12\x30\n\x07metrics\x18\x08 \x03(\x0b\x32\x1f.distillery.v1.Job.MetricsEntry\x12\r\n\x05\x65rror\x18\t \x01(\t\x12\x12\n\ncreated_at\x18\n \x01(\t\x12\x12\n\nupdated_at\x18\x0b \x01(\t\x12)\n\x07\x66ilters\x18\x0c \x03(\x0b\x32\x18.distillery.v1.FilterRef\x12\'\n\x06stages\x18\r \x03(\x0b\x32\x17.distillery.v1.JobStage\x12\x13\n\x0bray_address\x18\x0e \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x92\x02\n\x08JobStage\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x64one\x18\x02 \x01(\r\x12\r\n\x05total\x18\x03 \x01(\r\x12?\n\rparts_by_node\x18\x04 \x03(\x0b\x32(.distillery.v1.JobStage.PartsByNodeEntry\x12\x36\n\x08node_ips\x18\x05 \x03(\x0b\x32$.distillery.v1.JobStage.NodeIpsEntry\x1a\x32\n\x10PartsByNodeEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\x1a.\n\x0cNodeIpsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"J\n\x0fListJobsRequest\x12(\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x18.distillery.v1.FilterRef\x12\r\n\x05limit\x18\x02 \x01(\r\"4\n\x10ListJobsResponse\x12 \n\x04jobs\x18\x01 \x03(\x0b\x32\x12.distillery.v1.Job\"=\n\x11ListModelsRequest\x12(\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x18.distillery.v1.FilterRef\"\xc7\x02\n\x0cModelVersion\x12(\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x18.distillery.v1.FilterRef\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x30\n\x0cstudent_kind\x18\x03 \x01(\x0e\x32\x1a.distillery.v1.StudentKind\x12\x12\n\ncreated_at\x18\x04 \x01(\t\x12\x39\n\x07metrics\x18\x05 \x03(\x0b\x32(.distillery.v1.ModelVersion.MetricsEntry\x12\x14\n\x0c\x64\x61taset_hash\x18\x06 \x01(\t\x12\x10\n\x08promoted\x18\x07 \x01(\x08\x12\x0b\n\x03uri\x18\x08 \x01(\t\x12\x16\n\x0emulti_model_id\x18\t \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"A\n\x12ListModelsResponse\x12+\n\x06models\x18\x01 \x03(\x0b\x32\x1b.distillery.v1.ModelVersion\"K\n\x0ePromoteRequest\x12(\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x18.distillery.v1.FilterRef\x12\x0f\n\x07version\x18\x02 \x01(\t\";\n\x0fRollbackRequest\x12(\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x18.distillery.v1.FilterRef\"L\n\x0fGetModelRequest\x12(\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x18.distillery.v1.FilterRef\x12\x0f\n\x07version\x18\x02 \x01(\t*\xc3\x01\n\x0bStudentKind\x12\x1c\n\x18STUDENT_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14STUDENT_KIND_LEXICAL\x10\x01\x12\x16\n\x12STUDENT_KIND_PROBE\x10\x02\x12\x19\n\x15STUDENT_KIND_FINETUNE\x10\x03\x12\x16\n\x12STUDENT_KIND_MULTI\x10\x04\x12\x19\n\x15STUDENT_KIND_ENSEMBLE\x10\x05\x12\x16\n\x12STUDENT_KIND_STACK\x10\x06*\x9b\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATE_PENDING\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\x84\x05\n\x0eTrainerService\x12>\n\x08StartJob\x12\x1e.distillery.v1.StartJobRequest\x1a\x12.distillery.v1.Job\x12:\n\x06GetJob\x12\x1c.distillery.v1.GetJobRequest\x1a\x12.distillery.v1.Job\x12>\n\x08WatchJob\x12\x1c.distillery.v1.GetJobRequest\x1a\x12.distillery.v1.Job0\x01\x12K\n\x08ListJobs\x12\x1e.distillery.v1.ListJobsRequest\x1a\x1f.distillery.v1.ListJobsResponse\x12Q\n\nListModels\x12 .distillery.v1.ListModelsRequest\x1a!.distillery.v1.ListModelsResponse\x12\x45\n\x07Promote\x12\x1d.distillery.v1.PromoteRequest\x1a\x1b.distillery.v1.ModelVersion\x12G\n\x08Rollback\x12\x1e.distillery.v1.RollbackRequest\x1a\x1b.distillery.v1.ModelVersion\x12G\n\x08GetModel\x12\x1e.distillery.v1.GetModelRequest\x1a\x1b.distillery.v1.ModelVersion\x12=\n\tCancelJob\x12\x1c.distillery.v1.GetJobRequest\x1a\x12.distillery.v1.Jobb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,36 +36,54 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STARTJOBREQUEST_PARAMSENTRY']._serialized_options = b'8\001'
   _globals['_JOB_METRICSENTRY']._loaded_options = None
   _globals['_JOB_METRICSENTRY']._serialized_options = b'8\001'
+  _globals['_JOBSTAGE_PARTSBYNODEENTRY']._loaded_options = None
+  _globals['_JOBSTAGE_PARTSBYNODEENTRY']._serialized_options = b'8\001'
+  _globals['_JOBSTAGE_NODEIPSENTRY']._loaded_options = None
+  _globals['_JOBSTAGE_NODEIPSENTRY']._serialized_options = b'8\001'
   _globals['_MODELVERSION_METRICSENTRY']._loaded_options = None
   _globals['_MODELVERSION_METRICSENTRY']._serialized_options = b'8\001'
-  _globals['_STUDENTKIND']._serialized_start=1521
-  _globals['_STUDENTKIND']._serialized_end=1716
-  _globals['_JOBSTATE']._serialized_start=1719
-  _globals['_JOBSTATE']._serialized_end=1874
+  _globals['_STUDENTKIND']._serialized_start=2240
+  _globals['_STUDENTKIND']._serialized_end=2435
+  _globals['_JOBSTATE']._serialized_start=2438
+  _globals['_JOBSTATE']._serialized_end=2593
   _globals['_STARTJOBREQUEST']._serialized_start=75
-  _globals['_STARTJOBREQUEST']._serialized_end=408
-  _globals['_STARTJOBREQUEST_PARAMSENTRY']._serialized_start=363
-  _globals['_STARTJOBREQUEST_PARAMSENTRY']._serialized_end=408
-  _globals['_JOB']._serialized_start=411
-  _globals['_JOB']._serialized_end=818
-  _globals['_JOB_METRICSENTRY']._serialized_start=772
-  _globals['_JOB_METRICSENTRY']._serialized_end=818
-  _globals['_GETJOBREQUEST']._serialized_start=820
-  _globals['_GETJOBREQUEST']._serialized_end=851
-  _globals['_LISTJOBSREQUEST']._serialized_start=853
-  _globals['_LISTJOBSREQUEST']._serialized_end=927
-  _globals['_LISTJOBSRESPONSE']._serialized_start=929
-  _globals['_LISTJOBSRESPONSE']._serialized_end=981
-  _globals['_LISTMODELSREQUEST']._serialized_start=983
-  _globals['_LISTMODELSREQUEST']._serialized_end=1044
-  _globals['_MODELVERSION']._serialized_start=1047
-  _globals['_MODELVERSION']._serialized_end=1374
-  _globals['_MODELVERSION_METRICSENTRY']._serialized_start=772
-  _globals['_MODELVERSION_METRICSENTRY']._serialized_end=818
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1376
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1441
-  _globals['_PROMOTEREQUEST']._serialized_start=1443
-  _globals['_PROMOTEREQUEST']._serialized_end=1518
-  _globals['_TRAINERSERVICE']._serialized_start=1877
-  _globals['_TRAINERSERVICE']._serialized_end=2312
+  _globals['_STARTJOBREQUEST']._serialized_end=497
+  _globals['_STARTJOBREQUEST_PARAMSENTRY']._serialized_start=452
+  _globals['_STARTJOBREQUEST_PARAMSENTRY']._serialized_end=497
+  _globals['_DATASETREF']._serialized_start=499
+  _globals['_DATASETREF']._serialized_end=624
+  _globals['_LABELSTOREQUERY']._serialized_start=626
+  _globals['_LABELSTOREQUERY']._serialized_end=649
+  _globals['_JOB']._serialized_start=652
+  _globals['_JOB']._serialized_end=1121
+  _globals['_JOB_METRICSENTRY']._serialized_start=1075
+  _globals['_JOB_METRICSENTRY']._serialized_end=1121
+  _globals['_JOBSTAGE']._serialized_start=1124
+  _globals['_JOBSTAGE']._serialized_end=1398
+  _globals['_JOBSTAGE_PARTSBYNODEENTRY']._serialized_start=1300
+  _globals['_JOBSTAGE_PARTSBYNODEENTRY']._serialized_end=1350
+  _globals['_JOBSTAGE_NODEIPSENTRY']._serialized_start=1352
+  _globals['_JOBSTAGE_NODEIPSENTRY']._serialized_end=1398
+  _globals['_GETJOBREQUEST']._serialized_start=1400
+  _globals['_GETJOBREQUEST']._serialized_end=1431
+  _globals['_LISTJOBSREQUEST']._serialized_start=1433
+  _globals['_LISTJOBSREQUEST']._serialized_end=1507
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1509
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1561
+  _globals['_LISTMODELSREQUEST']._serialized_start=1563
+  _globals['_LISTMODELSREQUEST']._serialized_end=1624
+  _globals['_MODELVERSION']._serialized_start=1627
+  _globals['_MODELVERSION']._serialized_end=1954
+  _globals['_MODELVERSION_METRICSENTRY']._serialized_start=1075
+  _globals['_MODELVERSION_METRICSENTRY']._serialized_end=1121
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1956
+  _globals['_LISTMODELSRESPONSE']._serialized_end=2021
+  _globals['_PROMOTEREQUEST']._serialized_start=2023
+  _globals['_PROMOTEREQUEST']._serialized_end=2098
+  _globals['_ROLLBACKREQUEST']._serialized_start=2100
+  _globals['_ROLLBACKREQUEST']._serialized_end=2159
+  _globals['_GETMODELREQUEST']._serialized_start=2161
+  _globals['_GETMODELREQUEST']._serialized_end=2237
+  _globals['_TRAINERSERVICE']._serialized_start=2596
+  _globals['_TRAINERSERVICE']._serialized_end=3240
 # @@protoc_insertion_point(module_scope)

@@ -41,7 +41,7 @@ JOB_STATE_FAILED: JobState
 JOB_STATE_CANCELLED: JobState
 
 class StartJobRequest(_message.Message):
-    __slots__ = ("filter", "student_kind", "labels_path", "promote", "seed", "params", "filters", "labels_paths")
+    __slots__ = ("filter", "student_kind", "labels_path", "promote", "seed", "params", "filters", "labels_paths", "dataset", "datasets")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +57,8 @@ class StartJobRequest(_message.Message):
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     FILTERS_FIELD_NUMBER: _ClassVar[int]
     LABELS_PATHS_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    DATASETS_FIELD_NUMBER: _ClassVar[int]
     filter: _common_pb2.FilterRef
     student_kind: StudentKind
     labels_path: str
@@ -65,10 +67,26 @@ class StartJobRequest(_message.Message):
     params: _containers.ScalarMap[str, str]
     filters: _containers.RepeatedCompositeFieldContainer[_common_pb2.FilterRef]
     labels_paths: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, filter: _Optional[_Union[_common_pb2.FilterRef, _Mapping]] = ..., student_kind: _Optional[_Union[StudentKind, str]] = ..., labels_path: _Optional[str] = ..., promote: _Optional[bool] = ..., seed: _Optional[int] = ..., params: _Optional[_Mapping[str, str]] = ..., filters: _Optional[_Iterable[_Union[_common_pb2.FilterRef, _Mapping]]] = ..., labels_paths: _Optional[_Iterable[str]] = ...) -> None: ...
+    dataset: DatasetRef
+    datasets: _containers.RepeatedCompositeFieldContainer[DatasetRef]
+    def __init__(self, filter: _Optional[_Union[_common_pb2.FilterRef, _Mapping]] = ..., student_kind: _Optional[_Union[StudentKind, str]] = ..., labels_path: _Optional[str] = ..., promote: _Optional[bool] = ..., seed: _Optional[int] = ..., params: _Optional[_Mapping[str, str]] = ..., filters: _Optional[_Iterable[_Union[_common_pb2.FilterRef, _Mapping]]] = ..., labels_paths: _Optional[_Iterable[str]] = ..., dataset: _Optional[_Union[DatasetRef, _Mapping]] = ..., datasets: _Optional[_Iterable[_Union[DatasetRef, _Mapping]]] = ...) -> None: ...
+
+class DatasetRef(_message.Message):
+    __slots__ = ("label_store", "dataset_version", "data_path")
+    LABEL_STORE_FIELD_NUMBER: _ClassVar[int]
+    DATASET_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DATA_PATH_FIELD_NUMBER: _ClassVar[int]
+    label_store: LabelStoreQuery
+    dataset_version: str
+    data_path: str
+    def __init__(self, label_store: _Optional[_Union[LabelStoreQuery, _Mapping]] = ..., dataset_version: _Optional[str] = ..., data_path: _Optional[str] = ...) -> None: ...
+
+class LabelStoreQuery(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("job_id", "filter", "student_kind", "state", "progress", "message", "model_version", "metrics", "error", "created_at", "updated_at", "filters")
+    __slots__ = ("job_id", "filter", "student_kind", "state", "progress", "message", "model_version", "metrics", "error", "created_at", "updated_at", "filters", "stages", "ray_address")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -88,6 +106,8 @@ class Job(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     FILTERS_FIELD_NUMBER: _ClassVar[int]
+    STAGES_FIELD_NUMBER: _ClassVar[int]
+    RAY_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     filter: _common_pb2.FilterRef
     student_kind: StudentKind
@@ -100,7 +120,37 @@ class Job(_message.Message):
     created_at: str
     updated_at: str
     filters: _containers.RepeatedCompositeFieldContainer[_common_pb2.FilterRef]
-    def __init__(self, job_id: _Optional[str] = ..., filter: _Optional[_Union[_common_pb2.FilterRef, _Mapping]] = ..., student_kind: _Optional[_Union[StudentKind, str]] = ..., state: _Optional[_Union[JobState, str]] = ..., progress: _Optional[float] = ..., message: _Optional[str] = ..., model_version: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., error: _Optional[str] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., filters: _Optional[_Iterable[_Union[_common_pb2.FilterRef, _Mapping]]] = ...) -> None: ...
+    stages: _containers.RepeatedCompositeFieldContainer[JobStage]
+    ray_address: str
+    def __init__(self, job_id: _Optional[str] = ..., filter: _Optional[_Union[_common_pb2.FilterRef, _Mapping]] = ..., student_kind: _Optional[_Union[StudentKind, str]] = ..., state: _Optional[_Union[JobState, str]] = ..., progress: _Optional[float] = ..., message: _Optional[str] = ..., model_version: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., error: _Optional[str] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., filters: _Optional[_Iterable[_Union[_common_pb2.FilterRef, _Mapping]]] = ..., stages: _Optional[_Iterable[_Union[JobStage, _Mapping]]] = ..., ray_address: _Optional[str] = ...) -> None: ...
+
+class JobStage(_message.Message):
+    __slots__ = ("name", "done", "total", "parts_by_node", "node_ips")
+    class PartsByNodeEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class NodeIpsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    PARTS_BY_NODE_FIELD_NUMBER: _ClassVar[int]
+    NODE_IPS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    done: int
+    total: int
+    parts_by_node: _containers.ScalarMap[str, int]
+    node_ips: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., parts_by_node: _Optional[_Mapping[str, int]] = ..., node_ips: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class GetJobRequest(_message.Message):
     __slots__ = ("job_id",)
@@ -164,6 +214,20 @@ class ListModelsResponse(_message.Message):
     def __init__(self, models: _Optional[_Iterable[_Union[ModelVersion, _Mapping]]] = ...) -> None: ...
 
 class PromoteRequest(_message.Message):
+    __slots__ = ("filter", "version")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    filter: _common_pb2.FilterRef
+    version: str
+    def __init__(self, filter: _Optional[_Union[_common_pb2.FilterRef, _Mapping]] = ..., version: _Optional[str] = ...) -> None: ...
+
+class RollbackRequest(_message.Message):
+    __slots__ = ("filter",)
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    filter: _common_pb2.FilterRef
+    def __init__(self, filter: _Optional[_Union[_common_pb2.FilterRef, _Mapping]] = ...) -> None: ...
+
+class GetModelRequest(_message.Message):
     __slots__ = ("filter", "version")
     FILTER_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]

@@ -5,7 +5,7 @@ import warnings
 
 from distillery.v1 import trainer_pb2 as distillery_dot_v1_dot_trainer__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -65,6 +65,21 @@ class TrainerServiceStub:
                 request_serializer=distillery_dot_v1_dot_trainer__pb2.PromoteRequest.SerializeToString,
                 response_deserializer=distillery_dot_v1_dot_trainer__pb2.ModelVersion.FromString,
                 _registered_method=True)
+        self.Rollback = channel.unary_unary(
+                '/distillery.v1.TrainerService/Rollback',
+                request_serializer=distillery_dot_v1_dot_trainer__pb2.RollbackRequest.SerializeToString,
+                response_deserializer=distillery_dot_v1_dot_trainer__pb2.ModelVersion.FromString,
+                _registered_method=True)
+        self.GetModel = channel.unary_unary(
+                '/distillery.v1.TrainerService/GetModel',
+                request_serializer=distillery_dot_v1_dot_trainer__pb2.GetModelRequest.SerializeToString,
+                response_deserializer=distillery_dot_v1_dot_trainer__pb2.ModelVersion.FromString,
+                _registered_method=True)
+        self.CancelJob = channel.unary_unary(
+                '/distillery.v1.TrainerService/CancelJob',
+                request_serializer=distillery_dot_v1_dot_trainer__pb2.GetJobRequest.SerializeToString,
+                response_deserializer=distillery_dot_v1_dot_trainer__pb2.Job.FromString,
+                _registered_method=True)
 
 
 class TrainerServiceServicer:
@@ -113,6 +128,28 @@ class TrainerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Rollback(self, request, context):
+        """Serves the version promoted before the current one again (FAILED_PRECONDITION when there is none) and
+        publishes `models.events`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetModel(self, request, context):
+        """Returns one registered version with its metrics (NOT_FOUND when the registry has no such version).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelJob(self, request, context):
+        """Cancels a pending or running job (its worker process is stopped); a final job is returned unchanged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrainerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -145,6 +182,21 @@ def add_TrainerServiceServicer_to_server(servicer, server):
                     servicer.Promote,
                     request_deserializer=distillery_dot_v1_dot_trainer__pb2.PromoteRequest.FromString,
                     response_serializer=distillery_dot_v1_dot_trainer__pb2.ModelVersion.SerializeToString,
+            ),
+            'Rollback': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rollback,
+                    request_deserializer=distillery_dot_v1_dot_trainer__pb2.RollbackRequest.FromString,
+                    response_serializer=distillery_dot_v1_dot_trainer__pb2.ModelVersion.SerializeToString,
+            ),
+            'GetModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetModel,
+                    request_deserializer=distillery_dot_v1_dot_trainer__pb2.GetModelRequest.FromString,
+                    response_serializer=distillery_dot_v1_dot_trainer__pb2.ModelVersion.SerializeToString,
+            ),
+            'CancelJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelJob,
+                    request_deserializer=distillery_dot_v1_dot_trainer__pb2.GetJobRequest.FromString,
+                    response_serializer=distillery_dot_v1_dot_trainer__pb2.Job.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -310,6 +362,87 @@ class TrainerService:
             '/distillery.v1.TrainerService/Promote',
             distillery_dot_v1_dot_trainer__pb2.PromoteRequest.SerializeToString,
             distillery_dot_v1_dot_trainer__pb2.ModelVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rollback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/distillery.v1.TrainerService/Rollback',
+            distillery_dot_v1_dot_trainer__pb2.RollbackRequest.SerializeToString,
+            distillery_dot_v1_dot_trainer__pb2.ModelVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/distillery.v1.TrainerService/GetModel',
+            distillery_dot_v1_dot_trainer__pb2.GetModelRequest.SerializeToString,
+            distillery_dot_v1_dot_trainer__pb2.ModelVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/distillery.v1.TrainerService/CancelJob',
+            distillery_dot_v1_dot_trainer__pb2.GetJobRequest.SerializeToString,
+            distillery_dot_v1_dot_trainer__pb2.Job.FromString,
             options,
             channel_credentials,
             insecure,

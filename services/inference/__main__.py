@@ -1,36 +1,43 @@
-"""``python -m services.inference``: the scoring service (gRPC; Kafka stage when a bootstrap is set)."""
+"""``python -m distillery_services.inference``: the scoring service (gRPC; Kafka stage when a bootstrap is set)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from pathlib import Path
+
+from distillery_services.inference.config import InferenceSettings
 
 from distillery.rpc import ServiceBinding
 from distillery.rpc.main import Service, common_parser, service_main
 from distillery.v1 import scoring_pb2_grpc
-from services.inference.config import InferenceSettings
 
 logger = logging.getLogger(__name__)
 
 
 def build(settings: InferenceSettings, catalog) -> Service:
-    from services.inference.engine import BatchLimits, ScoringEngine
-    from services.inference.registry_source import RegistrySource
-    from services.inference.reload import RegistryWatcher
-    from services.inference.servicer import ScoringServicer
+    from distillery_services.inference.engine import BatchLimits, ScoringEngine
+    from distillery_services.inference.registry_source import RegistrySource
+    from distillery_services.inference.reload import RegistryWatcher
+    from distillery_services.inference.servicer import ScoringServicer
+
+    from distillery.students.ngrams import set_featurise_threads
 
     if settings.backend == "vllm":
-        from services.inference.backends.vllm_backend import vllm_available
+        from distillery_services.inference.backends.vllm_backend import vllm_available
 
         ok, why = vllm_available()
         if not ok:
             raise ValueError(f"backend vllm cannot run here: {why}; choose --backend torch or onnx")
+    # cpu_threads also bounds the lexical featuriser's threads (0: one per CPU the process may use)
+    set_featurise_threads(settings.cpu_threads or None)
     source = RegistrySource(
-        settings.resolved_registry_dir(), backend=settings.backend, device=settings.device,
+        settings.resolved_registry(), backend=settings.backend, device=settings.device,
         quantize=settings.quantize, onnx_dir=settings.resolved_onnx_dir(),
         max_batch_tokens=settings.max_batch_tokens, threads=settings.cpu_threads, cascade=settings.cascade,
         dtype=settings.dtype, int8_max_drift=settings.int8_max_drift,
+        cache_dir=Path(settings.state_dir) / "registry-cache",
     )
     limits = BatchLimits(settings.max_batch_size, settings.max_batch_tokens, settings.max_wait_ms / 1000.0,
                          settings.max_queue)
@@ -41,10 +48,15 @@ def build(settings: InferenceSettings, catalog) -> Service:
     servicer = ScoringServicer(engine, settings.max_text_bytes, settings.max_request_articles)
     stage_holder: list = []
 
-    def on_start(_server) -> None:
+    def on_start(server) -> None:
+        from distillery_services.inference.http_api import serve_http
+
         watcher.start()
+        http = serve_http(settings, engine, server)  # HTTP/JSON next to gRPC: same engine, tokens and TLS
+        if http is not None:
+            stage_holder.append(http)
         if settings.kafka_bootstrap:
-            from services.inference.stage import InferenceStage
+            from distillery_services.inference.stage import InferenceStage
 
             stage = InferenceStage(settings, engine, on_model_event=lambda _f: watcher.trigger())
             stage.start()
@@ -65,13 +77,15 @@ def build(settings: InferenceSettings, catalog) -> Service:
 
 def parser():
     p = common_parser("inference", "Run the inference (scoring) service")
-    p.add_argument("--registry-dir", help="model registry root (default <state-dir>/registry)")
+    p.add_argument("--registry", "--registry-dir", dest="registry_uri",
+                   help="model registry: a folder or an fsspec URI such as s3://bucket/models (default <state-dir>/registry)")
     p.add_argument("--backend", choices=["torch", "onnx", "openvino", "vllm"], help="encoder runtime")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], help="torch/openvino precision")
     p.add_argument("--int8", action="store_true", default=None, help="int8 encoder (onnx, openvino)")
     p.add_argument("--onnx-quantize", action="store_true", default=None, help="int8 dynamic quantisation")
     p.add_argument("--int8-max-drift", type=float, help="largest int8-vs-fp32 score drift served (default 0.02)")
+    p.add_argument("--http-port", type=int, help="HTTP/JSON scoring port (0: a free one, -1: off; default 8054)")
     p.add_argument("--max-batch-size", type=int, help="most articles per forward pass")
     p.add_argument("--max-batch-tokens", type=int, help="most tokens per forward pass")
     p.add_argument("--max-wait-ms", type=float, help="how long a batch waits to fill")
@@ -81,7 +95,8 @@ def parser():
                    help="run a filter's cascade (cheap student first) when its spec sets a threshold")
     p.add_argument("--kafka-bootstrap", help="Kafka bootstrap servers (enables the stage)")
     p.add_argument("--workers", type=int, help="gRPC handler threads")
-    p.add_argument("--cpu-threads", type=int, help="intra-op threads of torch / ONNX Runtime")
+    p.add_argument("--cpu-threads", type=int,
+                   help="intra-op threads of torch / ONNX Runtime, and of the lexical featuriser (default: one per CPU)")
     return p
 
 

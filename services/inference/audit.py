@@ -2,7 +2,8 @@
 
 When the Kafka stage sends an (article, filter) to ``oracle.requests`` (reason AUDIT or UNCERTAIN) it
 remembers what it predicted — calibrated scores, conformal interval bounds, model version — in a
-:class:`PredictionStore`. :class:`AuditConsumer` reads ``oracle.labels`` and hands each label to
+:class:`PredictionStore`. :class:`~distillery_services.inference.audit_consumer.AuditConsumer` (the Kafka
+edge) reads ``oracle.labels`` and hands each label, as a :class:`distillery.labels.OracleLabel`, to
 :class:`AuditMatcher`, which pairs it with the stored prediction and updates the metrics:
 
 - ``distillery_inference_audit_abs_error`` (histogram; filter, dimension, reason): |student - oracle|;
@@ -31,21 +32,20 @@ import logging
 import math
 import threading
 import time
-import uuid
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
+from distillery_services.inference import metrics
 
-from distillery.v1 import oracle_pb2
-from services.inference import metrics
+from distillery.labels import LabelReason, OracleLabel
 
 logger = logging.getLogger(__name__)
 
 AUDIT = "audit"
 UNCERTAIN = "uncertain"
-_REASONS = {oracle_pb2.LABEL_REASON_AUDIT: AUDIT, oracle_pb2.LABEL_REASON_UNCERTAIN: UNCERTAIN}
+_REASONS = {LabelReason.AUDIT: AUDIT, LabelReason.UNCERTAIN: UNCERTAIN}
 
 
 def reason_name(reason: int) -> str | None:
@@ -178,7 +178,7 @@ class AuditMatcher:
         for name, target in targets.items():
             metrics.TARGET_MAE.labels(name).set(float(target))
 
-    def observe(self, label: oracle_pb2.OracleLabel) -> MatchOutcome:
+    def observe(self, label: OracleLabel) -> MatchOutcome:
         reason = reason_name(label.reason)
         if reason is None:
             return MatchOutcome("ignored")
@@ -204,68 +204,3 @@ class AuditMatcher:
                     metrics.AUDIT_INTERVAL.labels(filter_name, dimension, "true" if covered else "false").inc()
         metrics.AUDIT_MATCHED.labels(filter_name, reason).inc()
         return MatchOutcome("matched", reason, errors)
-
-
-class AuditConsumer:
-    """A thread reading ``oracle.labels`` (a consumer group of its own, newest first) into a matcher."""
-
-    def __init__(self, bootstrap: str, topic: str, group_prefix: str, matcher: AuditMatcher,
-                 ready_timeout: float = 30.0):
-        self.bootstrap = bootstrap
-        self.topic = topic
-        self.group_id = f"{group_prefix}-audit-{uuid.uuid4().hex[:8]}"
-        self.matcher = matcher
-        self.ready_timeout = ready_timeout
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._consumer = None
-
-    def start(self) -> AuditConsumer:
-        """Join the group and pin the start offsets before returning, so that no label of a request sent
-        after this call can be missed; then consume in a thread."""
-        from distillery.bus import ensure_topics, make_consumer
-
-        ensure_topics(self.bootstrap, [self.topic])
-        consumer = make_consumer(self.bootstrap, self.group_id, [self.topic], client_id="distillery-inference-audit",
-                                 auto_offset_reset="latest", enable_auto_commit=False)
-        deadline = time.monotonic() + self.ready_timeout
-        while not consumer.assignment() and time.monotonic() < deadline:
-            for records in consumer.poll(timeout_ms=200).values():
-                self.handle(records)
-        for tp in consumer.assignment():
-            consumer.position(tp)  # resolve "latest" now, not at the first fetch
-        if not consumer.assignment():
-            logger.warning("audit consumer has no partitions yet; labels before it joins are not matched",
-                           extra={"fields": {"topic": self.topic}})
-        self._consumer = consumer
-        self._thread = threading.Thread(target=self._run, name="audit-labels", daemon=True)
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        consumer = self._consumer
-        try:
-            while not self._stop.is_set():
-                batch = consumer.poll(timeout_ms=300)
-                for records in batch.values():
-                    self.handle(records)
-        except Exception:
-            logger.exception("audit label consumer stopped")
-        finally:
-            consumer.close(autocommit=False)
-
-    def handle(self, records: Iterable) -> None:
-        for record in records:
-            label = oracle_pb2.OracleLabel()
-            try:
-                label.ParseFromString(record.value or b"")
-            except Exception:  # noqa: BLE001 - protobuf DecodeError; the oracle stage owns that topic's DLQ
-                metrics.STAGE_MESSAGES.labels(record.topic, "invalid").inc()
-                continue
-            self.matcher.observe(label)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None

@@ -14,15 +14,18 @@ from distillery.config import ServiceSettings
 
 class InferenceSettings(ServiceSettings):
     section: ClassVar[str] = "inference"
+    dependencies: ClassVar[tuple[str, ...]] = ("kafka", "registry")
     model_config = SettingsConfigDict(env_prefix="DISTILLERY_INFERENCE_", extra="forbid", validate_default=True)
 
     port: int = Field(default=50054, ge=0, le=65535, description="gRPC port (0 picks a free one).")
     metrics_port: int = Field(default=9104, ge=0, le=65535, description="Prometheus /metrics port (0: free one).")
+    http_port: int = Field(
+        default=8054, ge=-1, le=65535,
+        description="HTTP/JSON scoring port (POST /v1/score, /v1/score:batch, GET /v1/models, /openapi.json); same "
+        "tokens, TLS and batching as gRPC. 0 picks a free one, -1 turns it off.",
+    )
     workers: int = Field(default=16, ge=1, description="gRPC handler threads (they mostly wait on the batcher).")
 
-    registry_dir: Path | None = Field(
-        default=None, description="Model registry root; default <state_dir>/registry."
-    )
     backend: Literal["torch", "onnx", "openvino", "vllm"] = Field(
         default="torch",
         description="Runtime for encoder students: torch (CPU/CUDA), onnx (ONNX Runtime CPU), openvino (OpenVINO "
@@ -54,7 +57,9 @@ class InferenceSettings(ServiceSettings):
     onnx_cache_dir: Path | None = Field(
         default=None, description="Where exported ONNX encoders are cached; default <state_dir>/onnx."
     )
-    cpu_threads: int = Field(default=0, ge=0, description="Intra-op threads for torch/onnx (0: library default).")
+    cpu_threads: int = Field(default=0, ge=0, description=(
+        "Intra-op threads for torch/onnx, and the lexical featuriser's threads (0: the library default; for the "
+        "featuriser one per usable CPU)."))
 
     max_batch_size: int = Field(
         default=64, ge=1, description="Most articles in one forward pass. Larger: more throughput, more latency."
@@ -80,7 +85,6 @@ class InferenceSettings(ServiceSettings):
         default=True, description="Use a filter's cascade (cheap student first) when its spec sets a threshold."
     )
 
-    kafka_bootstrap: str = Field(default="", description="Kafka bootstrap servers; empty disables the stage.")
     candidates_topic: str = Field(default="articles.candidates", description="Input topic of the stage.")
     scored_topic: str = Field(default="articles.scored", description="Output topic of the stage.")
     oracle_requests_topic: str = Field(default="oracle.requests", description="Where uncertain/audit go.")
@@ -127,9 +131,6 @@ class InferenceSettings(ServiceSettings):
     def quantize(self) -> bool:
         """int8 encoders asked for (``int8``, or ``onnx_quantize`` of earlier configurations)."""
         return self.int8 or self.onnx_quantize
-
-    def resolved_registry_dir(self) -> Path:
-        return Path(self.registry_dir) if self.registry_dir else Path(self.state_dir) / "registry"
 
     def resolved_onnx_dir(self) -> Path:
         return Path(self.onnx_cache_dir) if self.onnx_cache_dir else Path(self.state_dir) / "onnx"

@@ -5,7 +5,7 @@ into protobuf. Models are swapped atomically per (filter, role): a batch holds o
 started with, so a hot reload never fails a request in flight.
 
 Batching runs in *lanes*, one :class:`DynamicBatcher` each. A model of its own has a lane per (filter,
-role). Models that share their expensive part (a :class:`~services.inference.models.SharedModel`: probes
+role). Models that share their expensive part (a :class:`~distillery_services.inference.models.SharedModel`: probes
 and ``multi`` views on one encoder) share one lane keyed by ``share_key``: an article wanted by several of
 those filters is one item, embedded once, and the lane's batch runs one forward pass for all of them
 (a ``multi`` model's trunk once per batch too); each filter's model then applies its own head and
@@ -20,17 +20,19 @@ import logging
 import threading
 import time
 from collections.abc import Hashable, Iterable, Sequence
-from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from distillery.filters import FilterSpec, UnknownFilterError, overall_scores, tier_for
-from distillery.rpc.errors import PreconditionError, UnavailableError
-from services.inference import metrics
-from services.inference.batcher import BatcherClosedError, BatchInfo, DeadlineExceededError, DynamicBatcher
-from services.inference.models import (
+from distillery_services.inference import metrics
+from distillery_services.inference.batcher import (
+    BatcherClosedError,
+    BatchInfo,
+    DeadlineExceededError,
+    DynamicBatcher,
+    Future,
+)
+from distillery_services.inference.models import (
     CHEAP,
     PRIMARY,
     ModelRef,
@@ -41,6 +43,11 @@ from services.inference.models import (
     share_key_of,
     student_text,
 )
+
+from distillery import uncertainty
+from distillery.articles import Article
+from distillery.errors import PreconditionError, UnavailableError
+from distillery.filters import FilterSpec, UnknownFilterError, overall_scores
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +88,38 @@ class BatchLimits:
     max_queue: int = 4096
 
 
-@dataclass
+def _error_model_flags(spec: FilterSpec, rows: list[_Row], fallback: list[bool]) -> list[bool]:
+    """Rows of a model with an error model are uncertain by the spec's share or expected-error threshold (the
+    same rule the trainer's report measured); rows of older models keep the interval-width/spread rule."""
+    share, max_error = uncertainty.spec_flag_settings(spec.student)
+    if share is None and max_error is None:
+        return fallback
+    flags = list(fallback)
+    thresholds: dict[int, float] = {}  # per error model in the batch (one, unless a reload swapped versions)
+    for i, row in enumerate(rows):
+        if row.expected_error is not None and row.error_model is not None:
+            key = id(row.error_model)
+            if key not in thresholds:
+                thresholds[key] = max_error if max_error is not None else row.error_model.threshold(share)
+            flags[i] = row.expected_error > thresholds[key]
+    return flags
+
+
+def _tiers(spec: FilterSpec):
+    """:func:`~distillery.filters.tier_for` with the spec's tiers sorted once (tier_for sorts on every call)."""
+    ordered = [(t.min_overall, t.name) for t in spec.tiers_descending]
+    lowest = ordered[-1][1]
+
+    def tier(overall: float) -> str:
+        for minimum, name in ordered:
+            if overall >= minimum:
+                return name
+        return lowest
+
+    return tier
+
+
+@dataclass(slots=True)
 class _Row:
     raw: np.ndarray
     calibrated: np.ndarray
@@ -92,6 +130,9 @@ class _Row:
     inference_seconds: float
     queue_seconds: float = 0.0
     spread: np.ndarray | None = None
+    # the model's expected mean absolute error for this row, and the error model behind it (None: older model)
+    expected_error: float | None = None
+    error_model: object | None = None
 
 
 Member = tuple[str, str]  # (filter name, role)
@@ -327,11 +368,13 @@ class ScoringEngine:
         metrics.TOKENS.labels(name, role).inc(tokens)
         metrics.PHASE_SECONDS.labels("preprocess").observe(pred.preprocess_seconds)
         metrics.PHASE_SECONDS.labels("inference").observe(inference)
-        spread = pred.spread
+        spread, expected = pred.spread, pred.expected_error
         for k, r in enumerate(rows):
             out[r][member] = _Row(pred.raw[k], pred.calibrated[k], pred.lower[k], pred.upper[k], model.version,
                                   pred.preprocess_seconds, inference,
-                                  spread=None if spread is None else spread[k])
+                                  spread=None if spread is None else spread[k],
+                                  expected_error=None if expected is None else float(expected[k]),
+                                  error_model=pred.error_model)
 
     def close(self) -> None:
         self._closed = True
@@ -377,9 +420,10 @@ class ScoringEngine:
                 out.append(slot)
         return out
 
-    def score(self, articles: Sequence, slots: Sequence[FilterSlot],
+    def score(self, articles: Sequence[Article], slots: Sequence[FilterSlot],
               deadline: float | None = None) -> list[list[FilterResult]]:
-        """Score validated articles (anything with ``id``, ``title``, ``text``) for ``slots``.
+        """Score validated articles (:class:`~distillery.articles.Article`, or anything with ``id``, ``title``
+        and ``text``) for ``slots``.
 
         ``deadline`` is a ``time.monotonic()`` instant; past it, DeadlineExceededError is raised and queued
         work is dropped. Returns one list per article, in ``slots`` order.
@@ -388,12 +432,22 @@ class ScoringEngine:
             raise UnavailableError("the scorer is shutting down")
         start = time.monotonic()
         texts = [student_text(a.title, a.text) for a in articles]
-        # First pass: every filter's first stage, submitted before waiting so the filters overlap (and
-        # filters on one shared lane get one item per article).
         first: list[tuple[FilterSlot, str, str]] = []
         for slot in slots:
             cascade = self.cascade and slot.cascade_active
             first.append((slot, CHEAP if cascade else PRIMARY, STAGE_CHEAP if cascade else STAGE_SINGLE))
+        per_filter, second = self._first_stage(first, articles, texts, deadline)
+        if second:
+            self._second_stage(first, second, per_filter, articles, texts, deadline)
+        total = time.monotonic() - start
+        metrics.PHASE_SECONDS.labels("total").observe(total)
+        return self._per_article(first, per_filter, len(articles), total)
+
+    def _first_stage(self, first: list[tuple[FilterSlot, str, str]], articles: Sequence[Article], texts: list[str],
+                     deadline: float | None) -> tuple[list[list[FilterResult]], list[tuple[int, list[int]]]]:
+        """Every filter's first stage, submitted before waiting so the filters overlap (and filters on one
+        shared lane get one item per article); returns the results per filter and, per cascading filter,
+        the articles its cheap stage escalates."""
         everything = range(len(texts))
         pending = self._submit([(slot, role, everything) for slot, role, _ in first], texts, deadline)
         per_filter: list[list[FilterResult]] = []
@@ -407,8 +461,14 @@ class ScoringEngine:
                 escalate = [i for i, r in enumerate(results) if r.overall >= threshold]
                 if escalate:
                     second.append((k, escalate))
-        if second:
-            pending = self._submit([(first[k][0], PRIMARY, indices) for k, indices in second], texts, deadline)
+        return per_filter, second
+
+    def _second_stage(self, first: list[tuple[FilterSlot, str, str]], second: list[tuple[int, list[int]]],
+                      per_filter: list[list[FilterResult]], articles: Sequence[Article], texts: list[str],
+                      deadline: float | None) -> None:
+        """The cascade's expensive stage for the escalated articles; its results replace the cheap ones (with
+        the cheap stage's time added)."""
+        pending = self._submit([(first[k][0], PRIMARY, indices) for k, indices in second], texts, deadline)
         for k, indices in second:
             slot = first[k][0]
             rows = self._wait(pending[(slot.spec.name, PRIMARY)], (slot.spec.name, PRIMARY), deadline)
@@ -419,9 +479,12 @@ class ScoringEngine:
                 result.preprocess_seconds += cheap.preprocess_seconds
                 result.inference_seconds += cheap.inference_seconds
                 per_filter[k][i] = result
-        total = time.monotonic() - start
-        metrics.PHASE_SECONDS.labels("total").observe(total)
-        out: list[list[FilterResult]] = [[] for _ in articles]
+
+    @staticmethod
+    def _per_article(first: list[tuple[FilterSlot, str, str]], per_filter: list[list[FilterResult]], n: int,
+                     total: float) -> list[list[FilterResult]]:
+        """Results regrouped per article (in filter order), with the per-filter metrics recorded."""
+        out: list[list[FilterResult]] = [[] for _ in range(n)]
         for k, results in enumerate(per_filter):
             slot = first[k][0]
             children = slot.metric_children()
@@ -432,9 +495,11 @@ class ScoringEngine:
                 out[i].append(result)
                 stages[result.stage] = stages.get(result.stage, 0) + 1
                 uncertain += result.uncertain
-                children.overall.observe(result.overall)
-                for child, value in zip(children.scores, result.calibrated.tolist(), strict=True):
-                    child.observe(value)
+            if results:  # the score histograms, per batch (one observe per value costs as much as scoring)
+                metrics.observe_many(children.overall, [r.overall for r in results])
+                calibrated = np.array([r.calibrated for r in results], dtype=np.float64)
+                for j, child in enumerate(children.scores):
+                    metrics.observe_many(child, calibrated[:, j])
             for stage, count in stages.items():
                 metrics.ARTICLES.labels(slot.spec.name, stage).inc(count)
             if uncertain:
@@ -506,26 +571,36 @@ class ScoringEngine:
             rows.append(row)
         return rows
 
-    def _finish(self, slot: FilterSlot, articles: Sequence, rows: list[_Row], stage: str) -> list[FilterResult]:
+    def _finish(self, slot: FilterSlot, articles: Sequence[Article], rows: list[_Row], stage: str) -> list[FilterResult]:
         spec = slot.spec
         t0 = time.perf_counter()
-        calibrated = np.clip(np.stack([r.calibrated for r in rows]), 0.0, 10.0)
+        # np.array copies the rows (views of the batch's arrays) faster than np.stack
+        calibrated = np.clip(np.array([r.calibrated for r in rows], dtype=np.float64), 0.0, 10.0)
         overall, applied = overall_scores(spec, calibrated)
         width = spec.student.uncertain_interval_width
         max_spread = spec.student.uncertain_member_spread
+        # The whole batch at once: intervals clipped to the scale, wide ones (or disagreeing ensemble
+        # members) mark the result uncertain.
+        lower_raw = np.array([r.lower for r in rows], dtype=np.float64)
+        upper_raw = np.array([r.upper for r in rows], dtype=np.float64)
+        lower = np.clip(lower_raw, 0.0, 10.0)
+        upper = np.clip(upper_raw, 0.0, 10.0)
+        uncertain = np.any((upper_raw - lower_raw) > width, axis=1).tolist()
+        if max_spread is not None:
+            for i, row in enumerate(rows):
+                if row.spread is not None and not uncertain[i]:
+                    uncertain[i] = bool(np.any(row.spread > max_spread))
+        uncertain = _error_model_flags(spec, rows, uncertain)
+        dimensions = spec.dimension_names  # built once per batch (a property that builds a new list)
+        tier = _tiers(spec)
         results = []
         for i, (article, row) in enumerate(zip(articles, rows, strict=True)):
-            lower = np.clip(row.lower, 0.0, 10.0)
-            upper = np.clip(row.upper, 0.0, 10.0)
-            uncertain = bool(np.any((row.upper - row.lower) > width))
-            if max_spread is not None and row.spread is not None:  # ensemble members disagree
-                uncertain = uncertain or bool(np.any(row.spread > max_spread))
             value = float(overall[i])
             results.append(FilterResult(
                 article_id=article.id, filter_name=spec.name, filter_version=spec.version,
-                dimensions=spec.dimension_names, raw=row.raw, calibrated=calibrated[i], lower=lower,
-                upper=upper, overall=value, tier=tier_for(spec, value), gatekeepers_applied=applied[i],
-                uncertain=uncertain, model_version=row.version, stage=stage, queue_seconds=row.queue_seconds,
+                dimensions=dimensions, raw=row.raw, calibrated=calibrated[i], lower=lower[i],
+                upper=upper[i], overall=value, tier=tier(value), gatekeepers_applied=applied[i],
+                uncertain=uncertain[i], model_version=row.version, stage=stage, queue_seconds=row.queue_seconds,
                 preprocess_seconds=row.preprocess_seconds, inference_seconds=row.inference_seconds,
                 spread=row.spread,
             ))

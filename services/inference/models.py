@@ -36,6 +36,10 @@ class Prediction:
     inference_seconds: float = 0.0
     # Ensemble students: the members' standard deviation of the raw score, (n, n_dims); None for one model.
     spread: np.ndarray | None = None
+    # Expected mean absolute error per row (n,) and the error model that gave it (distillery.uncertainty);
+    # None for models registered without one: the engine then flags by interval width.
+    expected_error: np.ndarray | None = None
+    error_model: Any = None
 
     @classmethod
     def from_tuple(cls, values: Sequence[np.ndarray], **timings: float) -> Prediction:

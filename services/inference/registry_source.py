@@ -7,7 +7,7 @@ when the promoted one is not itself lexical and the spec sets ``student.cascade_
 Probe and ``multi`` students are served through an encoder backend (torch or onnx) instead of their own
 training-time encoder: same tokenisation and pooling, but no unbounded embedding cache, token-budget
 batching, and the choice of runtime (with the vllm backend they keep their own encoder). Either way they
-are :class:`~services.inference.models.SharedModel` s keyed by their encoder instance: every filter whose
+are :class:`~distillery_services.inference.models.SharedModel` s keyed by their encoder instance: every filter whose
 model embeds with the same encoder and token budget shares one embedding pass per batch, and the views of
 one ``multi`` model (same weight fingerprint) share one trunk pass. Ensembles report their members' spread.
 Other kinds run their own ``predict``.
@@ -21,10 +21,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from distillery_services.inference.backends.base import EncoderBackend, make_encoder
+from distillery_services.inference.models import (
+    CHEAP,
+    PRIMARY,
+    ModelRef,
+    Prediction,
+    SharedOutput,
+    estimate_tokens,
+)
 
 from distillery.filters import FilterSpec
-from services.inference.backends.base import EncoderBackend, make_encoder
-from services.inference.models import CHEAP, PRIMARY, ModelRef, Prediction, SharedOutput, estimate_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -93,16 +100,26 @@ class RegistryModel:
         raw = np.asarray(raw, dtype=np.float64).reshape(len(rows), -1)
         calibrated, lower, upper = self.loaded.calibration.apply(raw)
         head = time.perf_counter() - t0
-        return Prediction(raw, calibrated, lower, upper, preprocess_seconds=shared.preprocess_seconds,
-                          inference_seconds=shared.inference_seconds + head)
+        return self._with_expected_error(Prediction(raw, calibrated, lower, upper,
+                                                    preprocess_seconds=shared.preprocess_seconds,
+                                                    inference_seconds=shared.inference_seconds + head))
 
     # -- ServedModel -----------------------------------------------------------------------------------
     def predict(self, texts: Sequence[str]) -> Prediction:
         if self.share_key is not None:
             return self.finish(self.forward(texts), range(len(texts)))
         if hasattr(self.loaded.student, "predict_with_spread"):  # an ensemble: its members' disagreement too
-            return Prediction.from_tuple(self.loaded.predict_with_spread(list(texts)))
-        return Prediction.from_tuple(self.loaded.predict(list(texts)))
+            return self._with_expected_error(Prediction.from_tuple(self.loaded.predict_with_spread(list(texts))))
+        return self._with_expected_error(Prediction.from_tuple(self.loaded.predict(list(texts))))
+
+    def _with_expected_error(self, pred: Prediction) -> Prediction:
+        """The version's expected error per row (what the ``uncertain`` flag ranks by), when it has an error model."""
+        calibration = self.loaded.calibration
+        model = getattr(calibration, "error_model", None)
+        if model is not None and len(pred.raw):
+            pred.expected_error = calibration.expected_error(pred.raw, pred.lower, pred.upper, pred.spread)
+            pred.error_model = model
+        return pred
 
     def cost(self, text: str) -> int:
         if self.encoder is not None:
@@ -121,10 +138,13 @@ class RegistrySource:
 
     def __init__(self, root: Path | str, backend: str = "torch", device: str = "auto", quantize: bool = False,
                  onnx_dir: Path | None = None, max_batch_tokens: int = 8192, threads: int = 0,
-                 cascade: bool = True, dtype: str = "auto", int8_max_drift: float | None = None):
+                 cascade: bool = True, dtype: str = "auto", int8_max_drift: float | None = None,
+                 cache_dir: Path | None = None):
         from distillery.registry import ModelRegistry
 
-        self.registry = ModelRegistry(root)
+        # A remote registry (s3://...) is read through the same layer as the trainer writes it; versions are
+        # copied once into cache_dir (immutable, so never re-downloaded).
+        self.registry = ModelRegistry(root, cache_dir=cache_dir)
         self.int8_max_drift = INT8_MAX_MAE if int8_max_drift is None else float(int8_max_drift)
         self.backend = backend
         self.device = device
@@ -171,7 +191,7 @@ class RegistrySource:
         if info.kind in ("stack", "ensemble") and self.backend in ENCODER_BACKENDS:
             self._serve_probe_members(loaded.student)
         if info.kind == "finetune" and self.backend == "vllm":
-            from services.inference.backends.vllm_backend import VllmModel
+            from distillery_services.inference.backends.vllm_backend import VllmModel
 
             return VllmModel.from_loaded(loaded, device=self.device)
         return RegistryModel(loaded, None, max_tokens)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from services.inference.engine import ScoringEngine
+from distillery_services.inference.engine import ScoringEngine
 
 logger = logging.getLogger(__name__)
 

@@ -17,15 +17,18 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
 
-from distillery.articles import InvalidArticleError, validate
+from distillery_services.inference import metrics
+from distillery_services.inference.config import InferenceSettings
+from distillery_services.inference.engine import ScoringEngine
+from distillery_services.inference.models import PRIMARY
+from distillery_services.inference.servicer import fill_result
+
+from distillery import identifiers
+from distillery.articles import Article, InvalidArticleError, validate
 from distillery.bus import OutMessage, Stage, header, make_consumer, make_headers
 from distillery.bus import headers as h
+from distillery.messages import article_of
 from distillery.v1 import common_pb2, events_pb2, oracle_pb2
-from services.inference import metrics
-from services.inference.config import InferenceSettings
-from services.inference.engine import ScoringEngine
-from services.inference.models import PRIMARY
-from services.inference.servicer import to_proto
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +79,7 @@ class InferenceStage(Stage):
         self.audit_matcher = None
         self.audit_consumer = None
         if settings.audit_tracking:
-            from services.inference.audit import AuditMatcher, PredictionStore
+            from distillery_services.inference.audit import AuditMatcher, PredictionStore
 
             self.audit_store = PredictionStore(settings.audit_store_max, settings.audit_store_ttl_seconds)
             self.audit_matcher = AuditMatcher(self.audit_store, settings.audit_window)
@@ -85,12 +88,12 @@ class InferenceStage(Stage):
 
     # -- scoring -------------------------------------------------------------------------------------
     def _filters_of(self, candidate: events_pb2.CandidateArticle, headers) -> list[tuple[str, int]]:
+        identifiers.check_filter_refs(candidate.passed_filters, "passed_filters")
         refs = [(f.name, f.version) for f in candidate.passed_filters]
         if not refs:
             for item in header(headers, h.PASSED_FILTERS).split(","):
-                name, _, version = item.strip().partition("/v")
-                if name:
-                    refs.append((name, int(version) if version.isdigit() else 0))
+                if item.strip(" "):  # only spaces: a control character makes the ref invalid
+                    refs.append(identifiers.filter_ref(item.strip(" "), f"header {h.PASSED_FILTERS}"))
         return refs
 
     def ready(self) -> bool:
@@ -98,17 +101,19 @@ class InferenceStage(Stage):
         # instead of dropping them; they are scored once the first model is promoted and loaded.
         return any(PRIMARY in s.models for s in self.engine.slots.values())
 
-    def _decode(self, record) -> tuple[events_pb2.CandidateArticle, list]:
+    def _decode(self, record) -> tuple[events_pb2.CandidateArticle, Article, list]:
+        """The message, its article as the engine's plain Article (validated, id filled in), the slots."""
         candidate = events_pb2.CandidateArticle()
         try:
             candidate.ParseFromString(record.value or b"")
         except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError; dead-letter it
             raise InvalidArticleError(f"value is not a CandidateArticle: {exc}") from None
-        validate(candidate.article, self.settings.max_text_bytes)
+        article = validate(article_of(candidate.article), self.settings.max_text_bytes)
+        candidate.article.id = article.id  # the LabelRequests sent on carry the derived id too
         refs = self._filters_of(candidate, record.headers)
         slots = [s for s in self.engine.slots.values() if PRIMARY in s.models
                  and (not refs or any(n == s.spec.name and v in (0, s.spec.version) for n, v in refs))]
-        return candidate, slots
+        return candidate, article, slots
 
     def process(self, record):
         result = self.process_batch([record])[0]
@@ -119,11 +124,11 @@ class InferenceStage(Stage):
     def process_batch(self, records):
         """Score the polled batch in as few forward passes as possible (one per set of filters)."""
         results: list = [None] * len(records)
-        groups: dict[tuple[str, ...], list[tuple[int, events_pb2.CandidateArticle]]] = {}
+        groups: dict[tuple[str, ...], list[tuple[int, events_pb2.CandidateArticle, Article]]] = {}
         slots_of: dict[tuple[str, ...], list] = {}
         for i, record in enumerate(records):
             try:
-                candidate, slots = self._decode(record)
+                candidate, article, slots = self._decode(record)
             except Exception as exc:  # noqa: BLE001 - dead-lettered by the base class
                 results[i] = exc
                 continue
@@ -133,20 +138,20 @@ class InferenceStage(Stage):
                 results[i] = []
                 continue
             key = tuple(s.spec.name for s in slots)
-            groups.setdefault(key, []).append((i, candidate))
+            groups.setdefault(key, []).append((i, candidate, article))
             slots_of[key] = slots
         for key, members in groups.items():
             try:
-                scored = self.engine.score([c.article for _, c in members], slots_of[key])
+                scored = self.engine.score([a for _, _, a in members], slots_of[key])
             except Exception as exc:  # noqa: BLE001 - fall back to one by one so one bad article cannot sink all
                 logger.warning("batch scoring failed; scoring one by one", extra={"fields": {"error": str(exc)}})
                 scored = []
-                for i, c in members:
+                for _i, _c, a in members:
                     try:
-                        scored.append(self.engine.score([c.article], slots_of[key])[0])
+                        scored.append(self.engine.score([a], slots_of[key])[0])
                     except Exception as item_exc:  # noqa: BLE001
                         scored.append(item_exc)
-            for (i, candidate), article_results in zip(members, scored):
+            for (i, candidate, _a), article_results in zip(members, scored):
                 if isinstance(article_results, BaseException):
                     results[i] = article_results
                     continue
@@ -155,7 +160,10 @@ class InferenceStage(Stage):
 
     def _outputs(self, record, article, results) -> list[OutMessage]:
         trace = header(record.headers, h.TRACE_ID)
-        scored = events_pb2.ScoredArticle(article_id=article.id, results=[to_proto(r) for r in results])
+        scored = events_pb2.ScoredArticle(article_id=article.id)
+        add = scored.results.add  # filled in place (a result built apart would be copied in)
+        for result in results:
+            fill_result(add(), result)
         out = [OutMessage(self.settings.scored_topic, article.id.encode(), scored.SerializeToString(),
                           make_headers(trace))]
         for result in results:
@@ -182,7 +190,7 @@ class InferenceStage(Stage):
     def start(self):
         if self.audit_matcher is not None:
             # Before the stage consumes: every label of a request this stage sends must be seen.
-            from services.inference.audit import AuditConsumer
+            from distillery_services.inference.audit_consumer import AuditConsumer
 
             self.audit_consumer = AuditConsumer(self.bootstrap, self.settings.oracle_labels_topic,
                                                 self.group_id, self.audit_matcher).start()
@@ -207,6 +215,13 @@ class InferenceStage(Stage):
                             event.ParseFromString(record.value or b"")
                         except Exception:  # noqa: BLE001
                             metrics.STAGE_MESSAGES.labels(record.topic, "invalid").inc()
+                            continue
+                        try:
+                            identifiers.check_filter_ref(event.filter, "filter")
+                            identifiers.model_version(event.version, "version")
+                        except ValueError as exc:  # never a registry path from a hostile event
+                            metrics.STAGE_MESSAGES.labels(record.topic, "invalid").inc()
+                            logger.warning("ignoring an invalid model event", extra={"fields": {"error": str(exc)}})
                             continue
                         metrics.STAGE_MESSAGES.labels(record.topic, "reload").inc()
                         logger.info("model promoted event", extra={"fields": {

@@ -1,19 +1,20 @@
-"""``python -m services.oracle_gateway``: serve OracleService (and the Kafka stage when configured)."""
+"""``python -m distillery_services.oracle_gateway``: serve OracleService (and the Kafka stage when configured)."""
 
 from __future__ import annotations
 
 import sys
 
+from distillery_services.oracle_gateway.config import OracleGatewaySettings
+
 from distillery.filters import FilterCatalog
 from distillery.rpc.main import Service, common_parser, service_main
 from distillery.rpc.server import ServiceBinding
 from distillery.v1 import oracle_pb2_grpc
-from services.oracle_gateway.config import OracleGatewaySettings
 
 
 def build(settings: OracleGatewaySettings, catalog: FilterCatalog) -> Service:
-    from services.oracle_gateway.engine import OracleEngine
-    from services.oracle_gateway.servicer import OracleServicer
+    from distillery_services.oracle_gateway.engine import OracleEngine
+    from distillery_services.oracle_gateway.servicer import OracleServicer
 
     engine = OracleEngine(settings, catalog)
     servicer = OracleServicer(engine, stream_concurrency=settings.stage_concurrency)
@@ -21,7 +22,7 @@ def build(settings: OracleGatewaySettings, catalog: FilterCatalog) -> Service:
 
     def on_start(_server) -> None:
         if settings.kafka_bootstrap:
-            from services.oracle_gateway.stage import OracleStage
+            from distillery_services.oracle_gateway.stage import OracleStage
 
             stage = OracleStage(engine, settings)
             stage.start()
@@ -40,7 +41,7 @@ def build(settings: OracleGatewaySettings, catalog: FilterCatalog) -> Service:
 
 def main(argv=None) -> int:
     parser = common_parser("oracle", "Run the oracle gateway (LLM labelling with limits, cache, costs)")
-    parser.add_argument("--label-store", help="path, sqlite:///path or postgresql://... (default <state>/labels.sqlite)")
+    parser.add_argument("--label-store", "--label-store-url", dest="label_store_url", help="path, sqlite:///path or postgresql://... (default <state>/labels.sqlite)")
     parser.add_argument("--cache-url", help="response cache: path, redis://... or off")
     parser.add_argument("--redis-url", help="share rate limits and budgets across replicas")
     parser.add_argument("--default-oracle", help="oracle used when a request names none")

@@ -15,22 +15,23 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from distillery.articles import InvalidArticleError
-from distillery.filters.prompt import output_json_schema
-from distillery.filters.spec import FilterSpec
-from distillery.logs import log
-from distillery.rpc.errors import BudgetExhaustedError
-from distillery.v1 import article_pb2, common_pb2, oracle_pb2
-from services.oracle_gateway.engine import OracleEngine, OracleFailure
-from services.oracle_gateway.jobs import JobProgress
-from services.oracle_gateway.parsing import ResponseInvalidError
-from services.oracle_gateway.providers import (
+from distillery_services.oracle_gateway.engine import OracleEngine, OracleFailure
+from distillery_services.oracle_gateway.jobs import JobProgress
+from distillery_services.oracle_gateway.parsing import ResponseInvalidError
+from distillery_services.oracle_gateway.providers import (
     AnthropicProvider,
     OpenAIProvider,
     ProviderError,
     ProviderRequest,
     ProviderResponse,
 )
+
+from distillery.articles import Article, InvalidArticleError
+from distillery.errors import BudgetExhaustedError
+from distillery.filters.prompt import output_json_schema
+from distillery.filters.spec import FilterSpec
+from distillery.labels import FilterRef, LabelReason, LabelRequest
+from distillery.logs import log
 
 logger = logging.getLogger(__name__)
 
@@ -104,92 +105,126 @@ class BatchAPI:
         return resp.text
 
 
-def run_batch_job(engine: OracleEngine, spec: FilterSpec, articles: Iterable[article_pb2.Article], oracle: str,
+def run_batch_job(engine: OracleEngine, spec: FilterSpec, articles: Iterable[Article], oracle: str,
                   job_id: str, budget_usd: float = 0.0, chunk: int = 500,
-                  passes: Callable[[article_pb2.Article], bool] | None = None,
+                  passes: Callable[[Article], bool] | None = None,
                   progress: JobProgress | None = None, sleep: Callable[[float], None] = time.sleep) -> JobProgress:
     progress = progress or JobProgress()
     if budget_usd > 0:
         engine.budgets.set_job_budget(job_id, budget_usd)
-    state_path = Path(engine.settings.state_dir) / "batches" / f"{job_id}.json"
-    state = json.loads(state_path.read_text()) if state_path.exists() else {"batches": []}
+    job = _BatchJob(engine, spec, oracle, job_id, progress)
     api = BatchAPI(engine.resolve_oracle(oracle, spec).provider)
-    requests: dict[str, oracle_pb2.LabelRequest] = {}
-    todo: list[tuple[str, ProviderRequest]] = []
-    in_batches = {cid for b in state["batches"] for cid in b["ids"]}
-    for article in articles:
-        req = oracle_pb2.LabelRequest(article=article, filter=common_pb2.FilterRef(name=spec.name,
-                                      version=spec.version), oracle=oracle, job_id=job_id,
-                                      reason=oracle_pb2.LABEL_REASON_TRAINING)
-        try:
-            art, _spec, _oracle, _phash, prompt, temperature, stored = engine.prepare(req)
-        except InvalidArticleError as exc:
-            progress.invalid += 1
-            progress.errors.append(str(exc))
-            continue
-        if passes is not None and not passes(art):
-            progress.prefiltered += 1
-            continue
-        req.article.CopyFrom(art)
-        if stored is not None:
-            progress.cached += 1
-            progress.done += 1
-            continue
-        requests[art.id] = req
-        if art.id in in_batches:
-            continue
-        todo.append((art.id, ProviderRequest(prompt=prompt, spec=spec, article=art, temperature=temperature,
-                                             max_output_tokens=spec.oracle.max_output_tokens,
-                                             json_schema=output_json_schema(spec))))
-    # Reserve the estimated cost of everything to submit; refuse the whole chunk that would pass the budget.
-    reserved_here: set[str] = set()
-    for start in range(0, len(todo), chunk):
-        part = todo[start:start + chunk]
-        estimate = sum(engine.estimate(spec, r.article, oracle)[2] for _, r in part)
-        try:
-            engine.budgets.reserve(spec.name, job_id, estimate)
-        except BudgetExhaustedError as exc:
-            progress.stopped_reason = str(exc)
-            break
-        batch_id = api.submit(part)
-        reserved_here.add(batch_id)
-        state["batches"].append({"id": batch_id, "ids": [cid for cid, _ in part], "estimate": estimate})
-        state_path.parent.mkdir(parents=True, exist_ok=True)
-        state_path.write_text(json.dumps(state))
-        log(logger, logging.INFO, "batch submitted", batch_id=batch_id, requests=len(part), job_id=job_id)
+    todo = job.pending_requests(articles, passes)
+    reserved_here = job.submit(api, todo, chunk)
     cfg = engine.resolve_oracle(oracle, spec).cfg
-    for batch in state["batches"]:
+    for batch in job.state["batches"]:
         if batch.get("collected"):
             continue
         while not api.poll(batch["id"]):
             sleep(cfg.batch_poll_seconds)
+        job.collect(api, batch, reserved_here)
+    return progress
+
+
+class _BatchJob:
+    """One batch job: its requests by article id and its state file (the batches submitted, and collected)."""
+
+    def __init__(self, engine: OracleEngine, spec: FilterSpec, oracle: str, job_id: str, progress: JobProgress):
+        self.engine, self.spec, self.oracle, self.job_id, self.progress = engine, spec, oracle, job_id, progress
+        self.state_path = Path(engine.settings.state_dir) / "batches" / f"{job_id}.json"
+        self.state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {"batches": []}
+        self.requests: dict[str, LabelRequest] = {}
+
+    def pending_requests(self, articles: Iterable[Article],
+                         passes: Callable[[Article], bool] | None) -> list[tuple[str, ProviderRequest]]:
+        """The calls still to submit: articles that are valid, pass the prefilter, are not in the store and
+        are not in a batch already submitted (whose answers are collected, never asked again)."""
+        spec, progress = self.spec, self.progress
+        in_batches = {cid for b in self.state["batches"] for cid in b["ids"]}
+        todo: list[tuple[str, ProviderRequest]] = []
+        for article in articles:
+            req = LabelRequest(article=article, filter=FilterRef(name=spec.name, version=spec.version),
+                               oracle=self.oracle, job_id=self.job_id, reason=LabelReason.TRAINING)
+            try:
+                art, _spec, _oracle, _phash, prompt, temperature, stored = self.engine.prepare(req)
+            except InvalidArticleError as exc:
+                progress.invalid += 1
+                progress.errors.append(str(exc))
+                continue
+            if passes is not None and not passes(art):
+                progress.prefiltered += 1
+                continue
+            req.article = art
+            if stored is not None:
+                progress.cached += 1
+                progress.done += 1
+                continue
+            self.requests[art.id] = req
+            if art.id in in_batches:
+                continue
+            todo.append((art.id, ProviderRequest(prompt=prompt, spec=spec, article=art, temperature=temperature,
+                                                 max_output_tokens=spec.oracle.max_output_tokens,
+                                                 json_schema=output_json_schema(spec))))
+        return todo
+
+    def submit(self, api: BatchAPI, todo: list[tuple[str, ProviderRequest]], chunk: int) -> set[str]:
+        """Reserve the estimated cost of each chunk and submit it, recording its batch id before any poll;
+        the chunk that would pass the budget and every later one are refused. Returns the batch ids."""
+        reserved_here: set[str] = set()
+        for start in range(0, len(todo), chunk):
+            part = todo[start:start + chunk]
+            estimate = sum(self.engine.estimate(self.spec, r.article, self.oracle)[2] for _, r in part)
+            try:
+                self.engine.budgets.reserve(self.spec.name, self.job_id, estimate)
+            except BudgetExhaustedError as exc:
+                self.progress.stopped_reason = str(exc)
+                break
+            batch_id = api.submit(part)
+            reserved_here.add(batch_id)
+            self.state["batches"].append({"id": batch_id, "ids": [cid for cid, _ in part], "estimate": estimate})
+            self.state_path.parent.mkdir(parents=True, exist_ok=True)
+            self.state_path.write_text(json.dumps(self.state))
+            log(logger, logging.INFO, "batch submitted", batch_id=batch_id, requests=len(part), job_id=self.job_id)
+        return reserved_here
+
+    def collect(self, api: BatchAPI, batch: dict, reserved_here: set[str]) -> None:
+        """Record every answer of a finished batch, then settle its reservation and mark it collected."""
+        engine = self.engine
         results = api.collect(batch["id"])
         spent = 0.0
         for cid in batch["ids"]:
-            req = requests.get(cid)
+            req = self.requests.get(cid)
             if req is None:
                 continue
-            result = results.get(cid, "missing from the batch results")
-            try:
-                if isinstance(result, str):
-                    raise ResponseInvalidError([result])
-                label = engine.record_batch_response(req, result)
-                spent += label.usage.cost_usd
-                progress.labelled += 1
-                progress.cost_usd += label.usage.cost_usd
-            except ResponseInvalidError:
-                try:  # re-ask synchronously, with the corrective-retry path
-                    label = engine.label(req)
-                    progress.labelled += 1
-                    progress.cost_usd += label.usage.cost_usd
-                except (OracleFailure, BudgetExhaustedError) as exc:
-                    progress.failed += 1
-                    progress.errors.append(str(exc))
-            progress.done += 1
+            spent += self._record(req, results.get(cid, "missing from the batch results"))
+            self.progress.done += 1
         # A reservation lives in this process (local counters) or in Redis (shared, survives a restart).
         still_reserved = batch["id"] in reserved_here or engine.shares_state
         estimate = batch.get("estimate", 0.0) if still_reserved else 0.0
-        engine.budgets.settle(engine.budgets.keys(spec.name, job_id), estimate, spent)
+        engine.budgets.settle(engine.budgets.keys(self.spec.name, self.job_id), estimate, spent)
         batch["collected"] = True
-        state_path.write_text(json.dumps(state))
-    return progress
+        self.state_path.write_text(json.dumps(self.state))
+
+    def _record(self, req: LabelRequest, result: ProviderResponse | str) -> float:
+        """Store one batch answer; an unusable one is re-asked synchronously. Returns what the batch answer
+        cost (the synchronous path settles its own calls)."""
+        progress = self.progress
+        try:
+            if isinstance(result, str):
+                raise ResponseInvalidError([result])
+            label = self.engine.record_batch_response(req, result)
+        except ResponseInvalidError as exc:
+            # An unusable answer was paid for too (the ledger has it): it counts against the budgets.
+            cost = getattr(exc, "cost_usd", 0.0)
+            progress.cost_usd += cost
+            try:  # re-ask synchronously, with the corrective-retry path
+                label = self.engine.label(req)
+                progress.labelled += 1
+                progress.cost_usd += label.usage.cost_usd
+            except (OracleFailure, BudgetExhaustedError) as failure:
+                progress.failed += 1
+                progress.errors.append(str(failure))
+            return cost
+        progress.labelled += 1
+        progress.cost_usd += label.usage.cost_usd
+        return label.usage.cost_usd

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from distillery.rpc.errors import BudgetExhaustedError
+from distillery.errors import BudgetExhaustedError
 
 
 class _LocalCounters:
@@ -126,3 +126,40 @@ class Budgets:
         key = f"filter:{filter_name}"
         self._counters.init(key, lambda: self._spent_in_store(filter_name, None))
         return self.filter_budgets[filter_name] - self._counters.get(key)
+
+    # -- operator view (GetBudgets / SetBudget, `distillery budgets`) --------------------------------------
+    def spent(self, scope: str, name: str) -> float:
+        """USD spent (and reserved in flight) by a filter or a job, initialised from the label store."""
+        key = f"{scope}:{name}"
+        self._counters.init(key, lambda: self._spent_in_store(name, None) if scope == "filter"
+                            else self._spent_in_store(None, name))
+        return self._counters.get(key)
+
+    def set_limit(self, scope: str, name: str, usd: float) -> None:
+        """Cap a filter or a job at ``usd`` (0 removes the cap) for this process's lifetime."""
+        if scope not in ("filter", "job"):
+            raise ValueError(f"budget scope must be 'filter' or 'job', not {scope!r}")
+        if not name:
+            raise ValueError(f"name the {scope} whose budget to set")
+        if usd < 0:
+            raise ValueError(f"a budget cannot be negative (got {usd})")
+        caps = self.filter_budgets if scope == "filter" else self.job_budgets
+        if usd == 0:
+            caps.pop(name, None)
+        else:
+            caps[name] = float(usd)
+
+    def overview(self, filter_name: str = "") -> list[dict]:
+        """Every cap with its spend: per filter, per job, then the default job cap."""
+        rows = []
+        for scope, caps in (("filter", self.filter_budgets), ("job", self.job_budgets)):
+            for name, limit in sorted(caps.items()):
+                if filter_name and (scope != "filter" or name != filter_name):
+                    continue
+                spent = self.spent(scope, name)
+                rows.append({"scope": scope, "name": name, "limit_usd": limit, "spent_usd": spent,
+                             "remaining_usd": max(0.0, limit - spent)})
+        if not filter_name:
+            rows.append({"scope": "default_job", "name": "", "limit_usd": self.default_job_budget,
+                         "spent_usd": 0.0, "remaining_usd": self.default_job_budget})
+        return rows

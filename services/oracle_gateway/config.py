@@ -13,6 +13,7 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from distillery import identifiers
 from distillery.config import ConfigError, ServiceSettings
 
 
@@ -53,6 +54,18 @@ DEFAULT_PRICING: dict[str, Price] = {
 }
 
 
+class RateWindow(BaseModel):
+    """A provider limit: at most ``limit`` requests (or tokens) in any ``seconds``-long window."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    unit: Literal["requests", "tokens"]
+    limit: float = Field(gt=0)
+    seconds: float = Field(gt=0)
+    kind: Literal["sliding", "fixed"] | None = Field(default=None, description="Default: the oracle's "
+                                                     "rate_window_kind.")
+
+
 class OracleConfig(BaseModel):
     """One configured oracle: a provider kind, a model and its limits."""
 
@@ -65,11 +78,30 @@ class OracleConfig(BaseModel):
     api_key: SecretStr | None = Field(default=None, description="Key (prefer api_key_env: keys in files leak).")
     api_key_env: str = Field(default="", description="Environment variable holding the key.")
     max_concurrency: int = Field(default=8, ge=1, description="Requests in flight to this oracle per gateway.")
-    requests_per_minute: float = Field(default=0, ge=0, description="Paced evenly; 0 = no limit.")
-    tokens_per_minute: float = Field(default=0, ge=0, description="Estimated prompt+output tokens; 0 = no limit.")
-    burst_seconds: float = Field(default=0.0, ge=0, description="Extra burst allowed above even pacing, in "
-                                 "seconds of quota (0: perfectly even, safest against short-window limits).")
-    timeout_seconds: float = Field(default=60.0, gt=0)
+    requests_per_minute: float = Field(default=0, ge=0, description="The provider's request limit; enforced per "
+                                       "minute and per rate_quantum_seconds (its share); 0 = no limit.")
+    tokens_per_minute: float = Field(default=0, ge=0, description="Estimated prompt+output tokens per minute; "
+                                     "0 = no limit.")
+    rate_quantum_seconds: float = Field(default=1.0, gt=0, le=60, description="The short window over which "
+                                        "providers enforce a per-minute limit (600/min as 10 per second).")
+    rate_windows: list[RateWindow] = Field(default_factory=list, description="Explicit windows (unit, limit, "
+                                           "seconds) instead of those derived from the per-minute limits.")
+    rate_window_kind: Literal["sliding", "fixed"] = Field(
+        default="sliding", description="How the provider counts: 'sliding' is safe for every provider (up to "
+        "limit per seconds + margin); 'fixed' uses the whole limit of clock-aligned fixed windows.")
+    rate_margin_seconds: float = Field(default=0.03, ge=0, le=5, description="Safety margin added to every "
+                                       "window: absorbs the jitter between our send and the provider's clock.")
+    timeout_seconds: float = Field(default=60.0, gt=0, description="Upper bound of a request's timeout (and the "
+                                   "timeout until enough latencies were observed).")
+    adaptive_timeout: bool = Field(default=True, description="Time out at a high percentile of the observed "
+                                   "latency times timeout_factor, within [timeout_min_seconds, timeout_seconds].")
+    timeout_percentile: float = Field(default=0.99, gt=0.5, lt=1)
+    timeout_factor: float = Field(default=3.0, ge=1)
+    timeout_min_seconds: float = Field(default=2.0, gt=0)
+    hedge_after_percentile: float = Field(default=0.0, ge=0, lt=1, description="Send a second copy of a request "
+                                          "still unanswered at this latency percentile (e.g. 0.95); the first "
+                                          "answer wins, both are paid (the other is recorded as unused); 0 = "
+                                          "no hedging.")
     max_attempts: int = Field(default=6, ge=1, description="HTTP attempts per label (429/5xx/timeouts).")
     max_repair_attempts: int = Field(default=2, ge=0, description="Corrective re-asks after an invalid answer.")
     backoff_base_seconds: float = Field(default=0.5, gt=0)
@@ -91,6 +123,24 @@ class OracleConfig(BaseModel):
             raise ValueError("batch mode exists for openai and anthropic oracles only")
         return self
 
+    def windows(self) -> list:
+        """The rate windows the limiter enforces (explicit, or derived from the per-minute limits)."""
+        from distillery_services.oracle_gateway.ratelimit import Window, default_windows
+
+        if self.rate_windows:
+            return [Window(w.unit, w.limit, w.seconds, w.kind or self.rate_window_kind) for w in self.rate_windows]
+        return default_windows(self.requests_per_minute, self.tokens_per_minute, self.rate_quantum_seconds,
+                               self.rate_window_kind)
+
+    def key_source(self) -> str:
+        """Where the key comes from, for error messages (never the key itself)."""
+        if self.api_key is not None:
+            return "the api_key setting of this oracle"
+        if self.api_key_env:
+            state = "" if os.environ.get(self.api_key_env) else " (it is not set)"
+            return f"environment variable {self.api_key_env}{state}"
+        return "no key configured (set api_key_env)"
+
     def key(self) -> str:
         if self.api_key is not None:
             return self.api_key.get_secret_value()
@@ -101,6 +151,7 @@ class OracleConfig(BaseModel):
 
 class OracleGatewaySettings(ServiceSettings):
     section: ClassVar[str] = "oracle_gateway"
+    dependencies: ClassVar[tuple[str, ...]] = ("kafka", "label_store", "redis")
     model_config = SettingsConfigDict(env_prefix="DISTILLERY_ORACLE_GATEWAY_", extra="forbid", validate_default=True)
 
     port: int = Field(default=50052, ge=0, le=65535)
@@ -110,32 +161,28 @@ class OracleGatewaySettings(ServiceSettings):
         description="Configured oracles by name; 'synthetic' is always available.")
     default_oracle: str = Field(default="", description="Oracle when a request names none; empty: the filter's "
                                 "oracle.default.")
-    label_store: str = Field(default="", description="Path, sqlite:///path or postgresql://...; "
-                             "default <state_dir>/labels.sqlite.")
     cache_url: str = Field(default="", description="Response cache: path, redis://... or 'off'; "
                            "default <state_dir>/oracle_cache.sqlite.")
-    redis_url: str = Field(default="", description="Share rate limits and budgets across replicas via Redis.")
     redis_prefix: str = Field(default="distillery:oracle:", description="Key prefix for everything in Redis.")
     pricing: dict[str, Price] = Field(default_factory=dict, description="Extra/overriding prices by model id "
                                       "(prefix match: 'gpt-4o-mini' prices 'gpt-4o-mini-2024-07-18').")
     filter_budgets_usd: dict[str, float] = Field(default_factory=dict, description="Total spend cap per filter.")
     job_budget_usd: float = Field(default=0.0, ge=0, description="Default cap per job id; 0 = none.")
-    kafka_bootstrap: str = Field(default="", description="Run the oracle.requests -> oracle.labels stage.")
     kafka_group: str = Field(default="distillery-oracle-gateway", description="Consumer group of the stage.")
     kafka_topic_prefix: str = Field(default="", description="Namespace prepended to every topic name.")
     kafka_batch: int = Field(default=64, ge=1, description="Records polled (and labelled concurrently) at once.")
-    kafka_create_topics: bool = Field(default=True, description="Create the stage's topics when missing.")
     stage_concurrency: int = Field(default=16, ge=1, description="Requests the Kafka stage labels at once.")
 
     @model_validator(mode="after")
     def _known_default(self) -> OracleGatewaySettings:
+        for name in self.oracles:
+            identifiers.oracle_name(name, f"oracles.{identifiers.shown(name)}")
+        if self.default_oracle:
+            identifiers.oracle_name(self.default_oracle, "default_oracle")
         if self.default_oracle and self.default_oracle not in self.oracles and self.default_oracle != "synthetic":
             raise ValueError(f"default_oracle {self.default_oracle!r} is not one of the configured oracles "
                              f"({', '.join(self.oracles)})")
         return self
-
-    def label_store_url(self) -> str:
-        return self.label_store or str(Path(self.state_dir) / "labels.sqlite")
 
     def cache_location(self) -> str:
         return self.cache_url or str(Path(self.state_dir) / "oracle_cache.sqlite")

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from distillery.labels import DimensionLabel, FilterRef, OracleLabel
 from distillery.store import LabelStore
 from distillery.store.labels import utc_now
-from distillery.v1 import article_pb2, common_pb2, oracle_pb2
 
 CONSENSUS_MODEL = "consensus-median"
 
@@ -132,11 +132,10 @@ def agreement(store: LabelStore, filter_name: str, filter_version: int | None = 
     if write_consensus:
         for article_id, scores in consensus.items():
             item = articles[article_id]
-            label = oracle_pb2.OracleLabel(
-                article_id=article_id, filter=common_pb2.FilterRef(name=item.filter_name, version=item.filter_version),
+            label = OracleLabel(
+                article_id=article_id, filter=FilterRef(name=item.filter_name, version=item.filter_version),
                 prompt_hash=item.prompt_hash, oracle_model=CONSENSUS_MODEL, provider="consensus",
-                dimensions=[oracle_pb2.DimensionLabel(name=d, score=s, evidence="median of " + ", ".join(names))
+                dimensions=[DimensionLabel(name=d, score=s, evidence="median of " + ", ".join(names))
                             for d, s in scores.items()], created_at=utc_now())
-            article: article_pb2.Article = item.to_article()
-            store.put(article, label, oracle="consensus")
+            store.put(item.to_article(), label, oracle="consensus")
     return report

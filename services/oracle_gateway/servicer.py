@@ -1,4 +1,4 @@
-"""gRPC OracleService: Label and LabelStream over the engine."""
+"""gRPC OracleService: Label and LabelStream over the engine (messages are translated to domain types here)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
+from distillery_services.oracle_gateway.engine import OracleEngine, OracleFailure
 
+from distillery.labels import OracleLabel
+from distillery.messages import label_message, label_request_of
+from distillery.redact import public
 from distillery.rpc.errors import handle_errors, item_error, status_for
 from distillery.v1 import common_pb2, oracle_pb2, oracle_pb2_grpc
-from services.oracle_gateway.engine import OracleEngine, OracleFailure
 
 _DONE = object()
 
@@ -25,24 +28,44 @@ class OracleServicer(oracle_pb2_grpc.OracleServiceServicer):
         # Not wrapped by handle_errors: grpc's context.abort raises a plain Exception, which that decorator
         # would turn into INTERNAL; map every error here and abort exactly once.
         try:
-            label = self.engine.label(request)
+            label = self._label(request)
         except OracleFailure as exc:
-            code, message = getattr(grpc.StatusCode, exc.code, grpc.StatusCode.UNAVAILABLE), str(exc)
+            code, message = getattr(grpc.StatusCode, exc.code, grpc.StatusCode.UNAVAILABLE), public(str(exc))
         except Exception as exc:  # noqa: BLE001 - every error becomes a status
             code, message = status_for(exc)
         else:
-            return oracle_pb2.LabelResponse(label=label)
+            return oracle_pb2.LabelResponse(label=label_message(label))
         context.abort(code, message)
+
+    def _label(self, request: oracle_pb2.LabelRequest) -> OracleLabel:
+        return self.engine.label(label_request_of(request))
 
     def _one(self, request: oracle_pb2.LabelRequest) -> oracle_pb2.LabelStreamResponse:
         try:
             return oracle_pb2.LabelStreamResponse(article_id=request.article.id or self._derived(request),
-                                                  label=self.engine.label(request))
+                                                  label=label_message(self._label(request)))
         except OracleFailure as exc:
-            return oracle_pb2.LabelStreamResponse(article_id=request.article.id,
-                                                  error=common_pb2.ItemError(code=exc.code, message=str(exc)))
+            error = common_pb2.ItemError(code=exc.code, message=public(str(exc)))
+            return oracle_pb2.LabelStreamResponse(article_id=request.article.id, error=error)
         except Exception as exc:  # noqa: BLE001 - one bad item never fails the stream
             return oracle_pb2.LabelStreamResponse(article_id=request.article.id, error=item_error(exc))
+
+    @handle_errors
+    def GetBudgets(self, request, context):
+        if request.filter:
+            self.engine.catalog.get(request.filter)  # NOT_FOUND for a filter this gateway does not serve
+        rows = self.engine.budgets.overview(request.filter)
+        return oracle_pb2.GetBudgetsResponse(budgets=[oracle_pb2.Budget(**row) for row in rows])
+
+    @handle_errors
+    def SetBudget(self, request, context):
+        if request.scope == "filter":
+            self.engine.catalog.get(request.name)
+        self.engine.budgets.set_limit(request.scope, request.name, request.limit_usd)
+        spent = self.engine.budgets.spent(request.scope, request.name)
+        return oracle_pb2.Budget(scope=request.scope, name=request.name, limit_usd=request.limit_usd,
+                                 spent_usd=spent, remaining_usd=max(0.0, request.limit_usd - spent)
+                                 if request.limit_usd else 0.0)
 
     @staticmethod
     def _derived(request: oracle_pb2.LabelRequest) -> str:

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from distillery_services.oracle_gateway.config import OracleGatewaySettings
+from distillery_services.oracle_gateway.engine import OracleEngine
 from google.protobuf.message import DecodeError
 
 from distillery.articles import InvalidArticleError
 from distillery.bus import OutMessage, Stage, header, make_headers, new_trace_id
 from distillery.bus import headers as h
 from distillery.bus.topics import ORACLE_LABELS, ORACLE_REQUESTS, with_prefix
+from distillery.labels import OracleLabel
+from distillery.messages import label_message, label_request_of
 from distillery.v1 import oracle_pb2
-from services.oracle_gateway.config import OracleGatewaySettings
-from services.oracle_gateway.engine import OracleEngine
 
 
 def decode_request(value: bytes | None) -> oracle_pb2.LabelRequest:
@@ -81,12 +83,13 @@ class OracleStage(Stage):
         super().stop(timeout)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def label_record(self, record) -> oracle_pb2.OracleLabel:
-        return self.engine.label(decode_request(record.value))
+    def label_record(self, record) -> OracleLabel:
+        return self.engine.label(label_request_of(decode_request(record.value)))
 
     def process(self, record):
         future = self._futures.pop((record.topic, record.partition, record.offset), None)
         label = future.result() if future is not None else self.label_record(record)
         trace = header(record.headers, h.TRACE_ID) or new_trace_id()
         key = f"{label.article_id}:{label.filter.name}/v{label.filter.version}:{label.prompt_hash}".encode()
-        return [OutMessage(self.labels_topic, key, label.SerializeToString(), make_headers(trace))]
+        return [OutMessage(self.labels_topic, key, label_message(label).SerializeToString(),
+                           make_headers(trace))]

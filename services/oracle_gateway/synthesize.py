@@ -24,16 +24,16 @@ from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-from distillery.articles import InvalidArticleError, derive_id, validate
+from distillery_services.oracle_gateway.engine import OracleEngine
+from distillery_services.oracle_gateway.jobs import JobProgress
+from distillery_services.oracle_gateway.parsing import ResponseInvalidError, extract_json
+from distillery_services.oracle_gateway.providers import ProviderError, ProviderRequest
+
+from distillery.articles import Article, InvalidArticleError, derive_id, validate
+from distillery.errors import BudgetExhaustedError
 from distillery.filters.spec import FilterSpec
 from distillery.logs import log
-from distillery.rpc.errors import BudgetExhaustedError
-from distillery.store.labels import utc_now
-from distillery.v1 import article_pb2
-from services.oracle_gateway.engine import OracleEngine
-from services.oracle_gateway.jobs import JobProgress
-from services.oracle_gateway.parsing import ResponseInvalidError, extract_json
-from services.oracle_gateway.providers import ProviderError, ProviderRequest
+from distillery.store.labels import CALL_INVALID, CALL_WRITTEN, utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -208,14 +208,14 @@ class Writer:
         price = self.engine.price(self.oracle, cfg.model or self.oracle.provider.model)
         return price.cost(tokens_in, 0, WRITER_MAX_OUTPUT_TOKENS // 2 + cfg.thinking_budget)
 
-    def write(self, index: int) -> article_pb2.Article | None:
+    def write(self, index: int) -> Article | None:
         """Write article ``index``: None when the writer failed (counted); BudgetExhaustedError passes up."""
         prompt = render_writer_prompt(self.spec, self.profile, index, self.seed)
         estimate = self._estimate(prompt)
         reserved = self.engine.budgets.reserve(self.spec.name, self.job_id, estimate)
         cfg, provider = self.oracle.cfg, self.oracle.provider
         temperature = cfg.temperature if cfg.temperature is not None else WRITER_TEMPERATURE
-        request = ProviderRequest(prompt=prompt, spec=self.spec, article=article_pb2.Article(),
+        request = ProviderRequest(prompt=prompt, spec=self.spec, article=Article(),
                                   temperature=temperature, max_output_tokens=WRITER_MAX_OUTPUT_TOKENS,
                                   json_schema=WRITER_SCHEMA, timeout_seconds=cfg.timeout_seconds)
         usage = [0, 0, 0]
@@ -226,10 +226,7 @@ class Writer:
                 attempts += 1
                 try:
                     with self.oracle.semaphore:
-                        if self.oracle.request_pacer is not None:
-                            self.oracle.request_pacer.acquire(1)
-                        if self.oracle.token_pacer is not None:
-                            self.oracle.token_pacer.acquire(len(prompt) // 4 + WRITER_MAX_OUTPUT_TOKENS // 2)
+                        self.oracle.limiter.acquire(len(prompt) // 4 + WRITER_MAX_OUTPUT_TOKENS // 2)
                         response = provider.complete(request)
                 except ProviderError as exc:
                     error = str(exc)
@@ -238,19 +235,21 @@ class Writer:
                     expo = min(cfg.backoff_max_seconds, cfg.backoff_base_seconds * 2 ** (attempts - 1))
                     self._sleep(max(self._rng.uniform(0, expo), exc.retry_after or 0.0))
                     continue
-                usage = [usage[0] + response.input_tokens, usage[1] + response.cached_input_tokens,
-                         usage[2] + response.output_tokens]
+                call_usage = (response.input_tokens, response.cached_input_tokens, response.output_tokens)
+                usage = [usage[0] + call_usage[0], usage[1] + call_usage[1], usage[2] + call_usage[2]]
                 model = response.model
                 cost = self.engine.price(self.oracle, model).cost(*usage)
                 try:
                     title, text = parse_article(response.text)
                 except ResponseInvalidError as exc:
+                    self._bill(model, call_usage, CALL_INVALID)
                     error = str(exc)
                     if repairs >= cfg.max_repair_attempts:
                         break
                     repairs += 1
                     request.repair_turns.append((response.text, writer_corrective(exc)))
                     continue
+                self._bill(model, call_usage, CALL_WRITTEN)
                 article = self._article(index, title, text, model, cost)
                 with self._lock:
                     self.progress.written += 1
@@ -258,8 +257,6 @@ class Writer:
                 return article
         finally:
             self.engine.budgets.settle(reserved, estimate, cost)
-            if any(usage):
-                self.engine._account(self.oracle, self.spec, model, tuple(usage), cost)
         with self._lock:
             self.progress.failed += 1
             self.progress.cost_usd += cost
@@ -267,10 +264,15 @@ class Writer:
             attempts=attempts, error=error)
         return None
 
-    def _article(self, index: int, title: str, text: str, model: str, cost: float) -> article_pb2.Article:
+    def _bill(self, model: str, usage: tuple[int, int, int], outcome: str) -> None:
+        """Every writer call is billed: the cost ledger (and so the budgets) records it."""
+        cost = self.engine.price(self.oracle, model).cost(*usage)
+        self.engine._bill(self.oracle, self.spec, "", self.job_id, model, usage, cost, outcome)
+
+    def _article(self, index: int, title: str, text: str, model: str, cost: float) -> Article:
         url = f"synthetic://{self.spec.name}/v{self.spec.version}/{self.job_id}/{index}"
-        article = article_pb2.Article(title=title, text=text, url=url, source=f"synthesized by {self.oracle.name}",
-                                      source_type="synthetic", language="en", published_at=utc_now())
+        article = Article(title=title, text=text, url=url, source=f"synthesized by {self.oracle.name}",
+                          source_type="synthetic", language="en", published_at=utc_now())
         article.id = derive_id(url)
         article.metadata.update({
             "synthetic": "true", "synthetic_filter": self.spec.ref, SYNTHETIC_SOURCE: "llm_writer",
@@ -309,7 +311,7 @@ class Writer:
                 self.engine.budgets.settle([key], 0.0, extra)
         return done, spent
 
-    def articles(self, count: int, workers: int, progress: JobProgress | None = None) -> Iterator[article_pb2.Article]:
+    def articles(self, count: int, workers: int, progress: JobProgress | None = None) -> Iterator[Article]:
         """Write articles 0..count-1 not yet in the store, ``workers`` at a time; yields them as they come.
 
         Stops submitting at the first BudgetExhaustedError (the reason is in ``stopped_reason`` and, when
@@ -353,7 +355,7 @@ def run_synthesis(writer: Writer, oracle: str, count: int, budget_usd: float = 0
     Writing and labelling overlap: each article goes to the labelling pool as soon as it is written. No
     prefilter: the articles were written for this filter on purpose.
     """
-    from services.oracle_gateway.jobs import run_job
+    from distillery_services.oracle_gateway.jobs import run_job
 
     progress = progress or JobProgress(total=count)
     if budget_usd > 0:

@@ -1,21 +1,22 @@
-"""``python -m services.prefilter``: the prefilter service (gRPC; the Kafka stage when a bootstrap is set)."""
+"""``python -m distillery_services.prefilter``: the prefilter service (gRPC; the Kafka stage when a bootstrap is set)."""
 
 from __future__ import annotations
 
 import logging
 import sys
 
+from distillery_services.prefilter.config import PrefilterSettings
+
 from distillery.rpc import ServiceBinding
 from distillery.rpc.main import Service, common_parser, service_main
 from distillery.v1 import prefilter_pb2_grpc
-from services.prefilter.config import PrefilterSettings
 
 logger = logging.getLogger(__name__)
 
 
 def build(settings: PrefilterSettings, catalog) -> Service:
-    from services.prefilter.engine import PrefilterEngine
-    from services.prefilter.servicer import PrefilterServicer
+    from distillery_services.prefilter.engine import PrefilterEngine
+    from distillery_services.prefilter.servicer import PrefilterServicer
 
     # Every loaded version is served (clients may ask for name/vN); version 0 means the newest.
     engine = PrefilterEngine(catalog.specs[key] for key in sorted(catalog.specs))
@@ -25,7 +26,7 @@ def build(settings: PrefilterSettings, catalog) -> Service:
 
     def on_start(_server) -> None:
         if settings.kafka_bootstrap:
-            from services.prefilter.stage import PrefilterStage
+            from distillery_services.prefilter.stage import PrefilterStage
 
             stage = PrefilterStage(settings, engine)
             stage.start()

@@ -21,9 +21,6 @@ class PrefilterSettings(ServiceSettings):
         description="Most articles in one Check call; larger batches are refused with INVALID_ARGUMENT "
         "(split them, or use CheckStream).",
     )
-    kafka_bootstrap: str = Field(
-        default="", description="Kafka bootstrap servers; when set the service also runs the Kafka stage."
-    )
     kafka_topic_prefix: str = Field(
         default="", description="Namespace prepended to every topic name (shared brokers, tests)."
     )
@@ -35,7 +32,4 @@ class PrefilterSettings(ServiceSettings):
         default=True,
         description="Kafka stage: detect and fill in the language of articles that have none (about 0.1 ms "
         "per article; language rules detect it anyway when they need it).",
-    )
-    kafka_create_topics: bool = Field(
-        default=True, description="Create the stage's topics at start when they do not exist."
     )

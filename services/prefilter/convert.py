@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from distillery_services.prefilter.engine import Verdict
+
 from distillery.v1 import common_pb2, prefilter_pb2
-from services.prefilter.engine import Verdict
 
 
 def refs_of(filters: Iterable[common_pb2.FilterRef]) -> list[tuple[str, int]]:

@@ -23,17 +23,25 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import ahocorasick_rs
-
-from distillery.filters import FilterSpecError, UnknownFilterError
-from distillery.filters.spec import FilterSpec
-from services.prefilter.literals import (
+from distillery_services.prefilter.literals import (
     expand_literals,
     match_width,
     prefix_literals,
     required_literals,
     starts_with_boundary,
 )
-from services.prefilter.text import DIRTY, Window, is_word_char, make_window, normalise_term, unspaced_script
+from distillery_services.prefilter.text import (
+    DIRTY,
+    Window,
+    _composition_seconds,
+    is_word_char,
+    make_window,
+    normalise_term,
+    unspaced_script,
+)
+
+from distillery.filters import FilterSpecError, UnknownFilterError
+from distillery.filters.spec import FilterSpec
 
 # Keyword roles.
 EXCL, EXC, POS, REQ = 0, 1, 2, 3
@@ -47,6 +55,23 @@ def _key(fi: int, role: int, ci: int) -> int:
     """The scan's accumulator key of (filter, role, category/pattern index): an int hashes for free."""
     return ((fi * 4 + role) << 24) | ci
 _ASCII_WORD = frozenset(c for c in map(chr, range(128)) if c.isalnum() or c == "_")
+# Per UTF-8 byte: 1 an ASCII word character, 0 another ASCII character, 2 part of a non-ASCII character.
+_WORD_BYTE = bytes(1 if chr(b) in _ASCII_WORD else 0 for b in range(128)) + bytes([2] * 128)
+
+
+def _word_before(data: bytes, pos: int) -> bool:
+    """Whether the non-ASCII character that ends at byte ``pos`` of UTF-8 ``data`` is a word character."""
+    lead = pos - 1
+    while lead > 0 and data[lead] & 0xC0 == 0x80:
+        lead -= 1
+    return is_word_char(data[lead:pos].decode("utf-8", "surrogatepass"))
+
+
+def _word_at(data: bytes, pos: int) -> bool:
+    """Whether the non-ASCII character that starts at byte ``pos`` of UTF-8 ``data`` is a word character."""
+    lead = data[pos]
+    size = 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
+    return is_word_char(data[pos:pos + size].decode("utf-8", "surrogatepass"))
 _PLAIN = re.compile(r"[\w\s'’.&-]+")
 
 
@@ -94,6 +119,27 @@ class _Regex:
 
     def __post_init__(self) -> None:
         self.key = _key(self.fi, self.role, self.ci)
+
+    def near(self, s: str, endpos: int, positions: list[int]) -> re.Match | None:
+        """First match at (anchored) or around (``width`` >= 0) the sorted trigger ``positions`` before ``endpos``."""
+        if self.anchored:
+            match = self.compiled.match
+            for pos in positions:
+                if pos >= endpos:
+                    return None
+                m = match(s, pos, endpos)
+                if m is not None:
+                    return m
+            return None
+        # The match contains a trigger, so it lies within ``width`` characters of one.
+        width = self.width
+        for pos in positions:
+            if pos >= endpos:
+                return None
+            m = self.search(s, min(endpos, pos + width + 1), max(0, pos - width))
+            if m is not None:
+                return m
+        return None
 
     def search(self, s: str, endpos: int, pos: int = 0) -> re.Match | None:
         if not self.lead_boundary:
@@ -217,13 +263,26 @@ def _language_code(code: str) -> str:
     return lang
 
 
+_CONTINUATION = bytes(range(0x80, 0xC0))
+
+
+def _to_characters(data: bytes, triggers: dict[int, list[int]]) -> None:
+    """Trigger positions from byte to character offsets of UTF-8 ``data``, in place (each byte decoded once)."""
+    chars: dict[int, int] = {}
+    count = previous = 0
+    for b in sorted({b for positions in triggers.values() for b in positions}):
+        count += len(data[previous:b].translate(None, _CONTINUATION))  # characters: bytes that start one
+        chars[b], previous = count, b
+    for positions in triggers.values():
+        positions[:] = [chars[b] for b in positions]
+
+
 class PrefilterEngine:
     """Compile the prefilter rules of ``specs`` once; :meth:`check` evaluates any subset in one pass."""
 
     def __init__(self, specs: Iterable[FilterSpec]):
         self.filters: list[_Filter] = []
         self._index: dict[tuple[str, int], int] = {}
-        self._automaton: ahocorasick_rs.AhoCorasick | None = None
         self._words: dict[str, list] = {}  # normalised string -> [length, bounded id, trigger id, lb, rb]
         self._uses: list[list[tuple[int, int, int, str, bool]]] = []  # bounded id -> uses
         self._n_triggers = 0
@@ -233,19 +292,17 @@ class PrefilterEngine:
         self._host_rules: dict[str, tuple] = {}  # host -> its and its parents' domain rules
         for spec in specs:
             self._add_filter(spec)
+        _composition_seconds()  # the text cleaner's Unicode table, built now rather than on a live article
         # Whitespace that cleaning removes: the scan of a speculative window reports it (see check).
         self._dirty = frozenset(self._trigger(d) for d in DIRTY)
         # Pattern i of the automaton is self._payloads[i]: (bounded id, trigger id, left/right boundary).
         self._payloads = [(bid, tid, lb, rb) for (_length, bid, tid, lb, rb) in self._words.values()]
-        self._ascii_automaton: ahocorasick_rs.BytesAhoCorasick | None = None
+        # Every keyword as UTF-8 bytes: the window is scanned as bytes (see _scan).
+        self._automaton: ahocorasick_rs.BytesAhoCorasick | None = None
         if self._words:
-            self._automaton = ahocorasick_rs.AhoCorasick(
-                list(self._words), implementation=ahocorasick_rs.Implementation.DFA
-            )
-            # The same patterns as UTF-8 bytes, for ASCII windows (most articles): scanning bytes skips the
-            # byte-to-character offset conversion, and on ASCII text byte offsets are character offsets.
-            self._ascii_automaton = ahocorasick_rs.BytesAhoCorasick(
-                [w.encode("utf-8") for w in self._words], implementation=ahocorasick_rs.Implementation.DFA
+            self._automaton = ahocorasick_rs.BytesAhoCorasick(
+                [w.encode("utf-8", "surrogatepass") for w in self._words],
+                implementation=ahocorasick_rs.Implementation.DFA,
             )
         # Flat per-pattern tables for the scan loop (indexed by automaton pattern id): the trigger id, and
         # (trigger id, left/right boundary, uses as (key, fi, is positive, term, title_only) or None).
@@ -484,12 +541,12 @@ class PrefilterEngine:
         return hits
 
     def _scan(self, w: Window, selected: Sequence[int]):
-        folded, text = w.folded, w.text
+        """Every rule hit of the selected filters in window ``w``: (hits by key, positive counts per filter,
+        first positive term per filter), or None when a speculative window must be cleaned first."""
+        folded = w.folded
         n = len(folded)
-        same_len = n == len(text)
-        tef, tet = w.title_end_folded, w.title_end
         nf = len(self.filters)
-        base = tef + 1
+        base = w.title_end_folded + 1
         limits = [base + self._max_scan] * nf if self._same_scan else [base + sc for sc in self._scan_chars]
         if selected is self._all:
             wanted = self._all_wanted
@@ -500,47 +557,70 @@ class PrefilterEngine:
         acc: dict[int, str] = {}
         npos = [0] * nf
         first_pos = [""] * nf
-        seen: set[int] = set()  # patterns whose whole-word check passed once (their uses are recorded)
-        triggers: dict[int, list[int]] = {}  # trigger id -> start positions in the folded window
+        triggers: dict[int, list[int]] = {}  # trigger id -> start positions in the folded window (bytes)
+        # The automaton always scans UTF-8 bytes (its str search converts every offset to characters, a third
+        # of its cost); on ASCII windows byte offsets are character offsets. Otherwise the keyword loop works
+        # in bytes, and trigger positions are converted to characters only when a regex needs them.
+        data = folded.encode("utf-8", "surrogatepass")
         if self._automaton is not None:
-            p_tid, p_info = self._p_tid, self._p_info
-            if folded.isascii():
-                matches = self._ascii_automaton.find_matches_as_indexes(folded.encode("ascii"), overlapping=True)
-            else:
-                matches = self._automaton.find_matches_as_indexes(folded, overlapping=True)
-            for pi, start, end in matches:
-                # About half the matches repeat a pattern already handled: skip those first.
-                if pi in seen:
-                    tid = p_tid[pi]
-                    if tid >= 0:
-                        triggers[tid].append(start)
-                    continue
-                tid, lb, rb, pattern_uses = p_info[pi]
-                if tid >= 0:
-                    positions = triggers.get(tid)
-                    if positions is None:
-                        triggers[tid] = [start]
-                    else:
-                        positions.append(start)
-                    if pattern_uses is None:
-                        continue
-                # Word characters as in is_word_char: a set lookup for ASCII, str.isalnum beyond.
-                if lb and start > 0 and ((c := folded[start - 1]) in _ASCII_WORD or (
-                        c > "\x7f" and c.isalnum())):
-                    continue
-                if rb and end < n and ((c := folded[end]) in _ASCII_WORD or (c > "\x7f" and c.isalnum())):
-                    continue
-                seen.add(pi)
-                for key, fi, is_pos, term, title_only in pattern_uses:
-                    if not wanted[fi] or start >= (tef if title_only else limits[fi]) or key in acc:
-                        continue
-                    acc[key] = term
-                    if is_pos:
-                        k = npos[fi] = npos[fi] + 1
-                        if k == 1:
-                            first_pos[fi] = term
+            self._keyword_hits(data, folded, w.title_end_folded, limits, wanted, acc, npos, first_pos, triggers)
         if not w.collapsed and not self._dirty.isdisjoint(triggers):
             return None  # the speculative window holds whitespace that cleaning removes: clean it first
+        if triggers or self._always:
+            self._regex_hits(w, data, n, limits, wanted, acc, npos, first_pos, triggers)
+        return acc, npos, first_pos
+
+    def _keyword_hits(self, data: bytes, folded: str, tef: int, limits: list[int], wanted: list[bool],
+                      acc: dict, npos: list[int], first_pos: list[str], triggers: dict[int, list[int]]) -> None:
+        """The automaton pass: whole-word checks at each candidate, uses recorded in ``acc``/``npos``, and the
+        byte positions of regex triggers collected in ``triggers``. This is the engine's hot loop."""
+        nb, n = len(data), len(folded)
+        if nb == n:
+            tef_b, limits_b = tef, limits
+        else:  # title end and scan limits in bytes, each converted once
+            tef_b = len(folded[:tef].encode("utf-8", "surrogatepass"))
+            if self._same_scan:
+                lim = limits[0]
+                limits_b = [nb if lim >= n else len(folded[:lim].encode("utf-8", "surrogatepass"))] * len(limits)
+            else:
+                limits_b = [nb if lim >= n else len(folded[:lim].encode("utf-8", "surrogatepass")) for lim in limits]
+        seen: set[int] = set()  # patterns whose whole-word check passed once (their uses are recorded)
+        p_tid, p_info = self._p_tid, self._p_info
+        word = _WORD_BYTE
+        for pi, start, end in self._automaton.find_matches_as_indexes(data, overlapping=True):
+            # About half the matches repeat a pattern already handled: skip those first.
+            if pi in seen:
+                tid = p_tid[pi]
+                if tid >= 0:
+                    triggers[tid].append(start)
+                continue
+            tid, lb, rb, pattern_uses = p_info[pi]
+            if tid >= 0:
+                positions = triggers.get(tid)
+                if positions is None:
+                    triggers[tid] = [start]
+                else:
+                    positions.append(start)
+                if pattern_uses is None:
+                    continue
+            # Word characters as in is_word_char: a byte table for ASCII, str.isalnum beyond.
+            if lb and start > 0 and ((b := word[data[start - 1]]) == 1 or (b == 2 and _word_before(data, start))):
+                continue
+            if rb and end < nb and ((b := word[data[end]]) == 1 or (b == 2 and _word_at(data, end))):
+                continue
+            seen.add(pi)
+            for key, fi, is_pos, term, title_only in pattern_uses:
+                if not wanted[fi] or start >= (tef_b if title_only else limits_b[fi]) or key in acc:
+                    continue
+                acc[key] = term
+                if is_pos:
+                    k = npos[fi] = npos[fi] + 1
+                    if k == 1:
+                        first_pos[fi] = term
+
+    def _regex_hits(self, w: Window, data: bytes, n: int, limits: list[int], wanted: list[bool], acc: dict,
+                    npos: list[int], first_pos: list[str], triggers: dict[int, list[int]]) -> None:
+        """Run the regexes whose triggers were seen (and those without one) that could still add a hit."""
         candidates = list(self._always)
         if triggers:
             seen_rx: set[int] = set()
@@ -549,46 +629,32 @@ class PrefilterEngine:
                     if id(rx) not in seen_rx:
                         seen_rx.add(id(rx))
                         candidates.append(rx)
+        folded, text, tet = w.folded, w.text, w.title_end
+        same_len = len(folded) == len(text)
+        in_chars = len(data) == n  # trigger positions are character offsets already
         for rx in candidates:
             fi = rx.fi
-            if not wanted[fi]:
-                continue
-            key = rx.key
-            if key in acc:
+            if not wanted[fi] or rx.key in acc:
                 continue
             if rx.folded:
-                s, endpos = folded, tef if rx.title_only else limits[fi]
+                s, endpos = folded, w.title_end_folded if rx.title_only else limits[fi]
             else:
                 s, endpos = text, tet if rx.title_only else tet + 1 + self.filters[fi].scan_chars
-            if rx.anchored and (rx.folded or same_len):
-                m = None
-                for pos in sorted(p for t in rx.triggers for p in triggers.get(t, ())):
-                    if pos >= endpos:
-                        break
-                    m = rx.compiled.match(s, pos, endpos)
-                    if m is not None:
-                        break
-            elif rx.width >= 0 and (rx.folded or same_len):
-                # The match contains a trigger, so it lies within ``width`` characters of one.
-                m = None
-                w_ = rx.width
-                for pos in sorted(p for t in rx.triggers for p in triggers.get(t, ())):
-                    if pos >= endpos:
-                        break
-                    m = rx.search(s, min(endpos, pos + w_ + 1), max(0, pos - w_))
-                    if m is not None:
-                        break
+            if (rx.anchored or rx.width >= 0) and (rx.folded or same_len):
+                if not in_chars:
+                    _to_characters(data, triggers)
+                    in_chars = True
+                m = rx.near(s, endpos, sorted(p for t in rx.triggers for p in triggers.get(t, ())))
             else:
                 m = rx.search(s, endpos)
             if m is None:
                 continue
             term = m.group(0) or rx.term
-            acc[key] = term
+            acc[rx.key] = term
             if rx.role == POS:
                 npos[fi] += 1
                 if npos[fi] == 1:
                     first_pos[fi] = term
-        return acc, npos, first_pos
 
     def _decide(self, fi, acc, npos, first_pos, domains, st, raw_len, clean_len, lang) -> Verdict:
         f = self.filters[fi]

@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from distillery_services.prefilter.engine import PrefilterEngine, Verdict
 
 from distillery.articles import read_jsonl
 from distillery.filters.postprocess import overall_scores
 from distillery.filters.spec import FilterSpec
-from services.prefilter.engine import PrefilterEngine, Verdict
 
 _SCORE_KEYS = ("dimension_scores", "oracle_scores", "scores")
 _OVERALL_KEYS = ("overall", "oracle_overall_score")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 
+from distillery_services.prefilter import metrics
+from distillery_services.prefilter.convert import decisions, refs_of
+from distillery_services.prefilter.engine import PrefilterEngine
+
 from distillery.articles import InvalidArticleError, validate
+from distillery.identifiers import check_filter_refs
 from distillery.rpc import handle_errors, item_error
 from distillery.v1 import prefilter_pb2, prefilter_pb2_grpc
-from services.prefilter import metrics
-from services.prefilter.convert import decisions, refs_of
-from services.prefilter.engine import PrefilterEngine
 
 
 class PrefilterServicer(prefilter_pb2_grpc.PrefilterServiceServicer):
@@ -36,6 +38,7 @@ class PrefilterServicer(prefilter_pb2_grpc.PrefilterServiceServicer):
                 f"{n} articles in one Check call, over the maximum of {self.max_request_articles}; "
                 "split the batch or use CheckStream"
             )
+        check_filter_refs(request.filters)
         indices = self.engine.select(refs_of(request.filters))
         metrics.BATCH_ARTICLES.labels("grpc").observe(n)
         response = prefilter_pb2.CheckResponse()
@@ -52,6 +55,7 @@ class PrefilterServicer(prefilter_pb2_grpc.PrefilterServiceServicer):
         for request in request_iterator:
             article = request.article
             try:
+                check_filter_refs(request.filters)
                 indices = self.engine.select(refs_of(request.filters))
                 found = self._check_one(article, indices)
             except Exception as exc:  # noqa: BLE001 - one bad item never ends the stream

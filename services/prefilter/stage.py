@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import time
 
+from distillery_services.prefilter import metrics
+from distillery_services.prefilter.config import PrefilterSettings
+from distillery_services.prefilter.convert import decision
+from distillery_services.prefilter.engine import PrefilterEngine
 from google.protobuf.message import DecodeError
 
 from distillery.articles import InvalidArticleError, validate
@@ -17,10 +21,6 @@ from distillery.bus import OutMessage, Stage, header, make_headers, new_trace_id
 from distillery.bus import headers as h
 from distillery.bus.topics import ARTICLES_CANDIDATES, ARTICLES_RAW, ARTICLES_REJECTED, with_prefix
 from distillery.v1 import article_pb2, common_pb2, events_pb2
-from services.prefilter import metrics
-from services.prefilter.config import PrefilterSettings
-from services.prefilter.convert import decision
-from services.prefilter.engine import PrefilterEngine
 
 
 def decode_article(value: bytes | None) -> article_pb2.Article:

@@ -62,24 +62,49 @@ def clean(text: str) -> str:
 
 
 _ASCII_BYTES = bytes(range(128))
-# Non-ASCII characters that NFKC never composes with a neighbour (no combining marks, no jamo, no
-# script-specific vowel signs): for text whose non-ASCII characters all lie here, the text is NFKC-normal
-# exactly when those characters, taken alone, are.
+# Non-ASCII characters whose NFKC the fast path below may take from the character alone, whatever the
+# neighbours (a quick guard before checking a whole text; see _nfkc_char for the general rule).
 _NFKC_CONTEXT_FREE = re.compile("[^\u0080-\u02ff\u2000-\u206f\u20a0-\u20cf\u2100-\u214f]")
-
-
 _NFKC_CHAR: dict[str, str | None] = {}
+_SECOND: frozenset[str] | None = None
+
+
+def _composition_seconds() -> frozenset[str]:
+    """Starters that canonical composition can join to the character before them (Indic/Sinhala/Tibetan
+    vowel parts, Hangul medial vowels and final consonants); derived from the Unicode database once
+    (about 0.1 s: the engine asks for it when it compiles, not on a live article)."""
+    global _SECOND
+    if _SECOND is None:
+        found = set()
+        for cp in range(0x110000):
+            dec = unicodedata.decomposition(chr(cp))
+            if dec and not dec.startswith("<"):
+                parts = dec.split()
+                if len(parts) == 2 and not unicodedata.combining(second := chr(int(parts[1], 16))):
+                    found.add(second)
+        found.update(map(chr, range(0x1161, 0x1176)))  # Hangul V jamo (algorithmic composition)
+        found.update(map(chr, range(0x11A8, 0x11C3)))  # Hangul T jamo
+        _SECOND = frozenset(found)
+    return _SECOND
 
 
 def _nfkc_char(ch: str) -> str | None:
-    """NFKC of one character when it does not depend on the neighbours (None when it may)."""
+    """NFKC of one character when it does not depend on the neighbours (None when it may).
+
+    Context-free when the character's decomposition starts with a starter that composition never joins
+    to a preceding character: then, in a text made only of ASCII and such characters, no reordering or
+    composition crosses a character boundary and NFKC of the text is NFKC of each character in turn
+    (math symbols, emoji, accented letters, ligatures, full-width forms; not combining marks, jamo or
+    Indic vowel signs). An output holding an invisible or exotic line-break character is left to the
+    general path, which removes those.
+    """
     try:
         return _NFKC_CHAR[ch]
     except KeyError:
         pass
     out = unicodedata.normalize("NFKC", ch)
-    free = not _NFKC_CONTEXT_FREE.search(ch) and not any(
-        unicodedata.combining(c) or _NFKC_CONTEXT_FREE.search(c) for c in out if not c.isascii())
+    first = unicodedata.normalize("NFKD", ch)[0]
+    free = not unicodedata.combining(first) and first not in _composition_seconds() and not _UNUSUAL.search(out)
     if len(_NFKC_CHAR) < 4096:
         _NFKC_CHAR[ch] = out if free else None
     return out if free else None
@@ -112,7 +137,12 @@ def clean_folded(text: str, collapse: bool = True) -> tuple[str, str]:
     no invisible character and have no case, the whitespace collapse and the case folding run on the
     UTF-8 bytes, where both are table lookups.
     """
-    text = strip_html(text)
+    return _clean_stripped(strip_html(text), collapse)
+
+
+def _clean_stripped(text: str, collapse: bool = True) -> tuple[str, str]:
+    """:func:`clean_folded` of a text whose markup is already removed (running it twice would decode
+    entities twice: ``&amp;lt;`` must stay ``&lt;``)."""
     if text.isascii():
         data = text.encode("ascii")
         rest = ""
@@ -125,13 +155,14 @@ def clean_folded(text: str, collapse: bool = True) -> tuple[str, str]:
         rest = data.translate(None, _ASCII_BYTES).decode("utf-8")  # the non-ASCII characters, in order
         if _UNUSUAL.search(rest):
             return _clean_slow(text)
-        replace = _context_free_nfkc(rest) if len(rest) <= 256 else None
+        replace = _context_free_nfkc(rest)
         if replace:
             # A few compatibility characters (the ellipsis above all) and nothing NFKC would compose:
             # replace them instead of normalising the whole text.
+            # (on the UTF-8 bytes: a character's encoding only matches at that character, and the text
+            # need not be encoded again)
             for ch, repl in replace:
-                text = text.replace(ch, repl)
-            data = text.encode("utf-8")
+                data = data.replace(ch.encode("utf-8"), repl.encode("utf-8"))
             rest = data.translate(None, _ASCII_BYTES).decode("utf-8")
         elif replace is None and (not unicodedata.is_normalized("NFKC", rest) or (
                 _NFKC_CONTEXT_FREE.search(rest) and not unicodedata.is_normalized("NFKC", text))):
@@ -152,8 +183,25 @@ def clean_folded(text: str, collapse: bool = True) -> tuple[str, str]:
     if not rest or (rest.lower() == rest and _FOLD_SPECIAL_SET.isdisjoint(rest)):
         # No non-ASCII character changes under case folding: folding the ASCII bytes is enough.
         return data.decode("utf-8"), data.lower().decode("utf-8")
-    text = data.decode("utf-8")
-    return text, fold(text)
+    return data.decode("utf-8"), _fold_utf8(data, rest)
+
+
+def _fold_utf8(data: bytes, rest: str) -> str:
+    """:func:`fold` of the UTF-8 text ``data`` whose non-ASCII characters are ``rest``, without converting
+    every character: the ASCII bytes are lowered by table lookup and each distinct non-ASCII character is
+    replaced by its folding (``str.lower`` of a non-ASCII text costs several times more). Both foldings
+    are per character but for the capital sigma, whose lower case depends on its neighbours."""
+    chars = set(rest)
+    if "\u03a3" in chars:
+        return fold(data.decode("utf-8"))
+    folded = {ch: ch.lower() for ch in chars}
+    if any(c in _FOLD_SPECIAL_SET for low in folded.values() for c in low):
+        folded = {ch: ch.casefold() for ch in chars}  # as fold: full case folding when lower case differs
+    out = data.lower()
+    for ch, low in folded.items():
+        if low != ch:
+            out = out.replace(ch.encode("utf-8"), low.encode("utf-8"))
+    return out.decode("utf-8")
 
 
 def _clean_slow(text: str) -> tuple[str, str]:
@@ -203,12 +251,12 @@ def make_window(title: str, body: str, scan_chars: int, collapse: bool = True) -
     """
     raw_limit = scan_chars + RAW_MARGIN
     head = body[:raw_limit]
-    if "<" in head or "&" in head:
+    if "<" in head or ("&" in head and _entity_within(body, raw_limit)):
         raw_limit = scan_chars * RAW_FACTOR + RAW_SLACK  # room for markup that cleaning removes
         head = body[:raw_limit]
         collapse = True  # removed tags leave runs of spaces: not worth speculating
     if not collapse:
-        cleaned_body, folded_body = clean_folded(head, collapse=False)
+        cleaned_body, folded_body = _clean_stripped(head, collapse=False)  # no markup: strip_html(head) == head
         tail = cleaned_body[max(0, scan_chars - 1):]  # from the window's last character: a run may straddle
         # Every character of DIRTY but the space is a control character: tail.isprintable() rules them out.
         if (len(body) <= raw_limit or len(cleaned_body) >= scan_chars + RAW_EDGE) and "\n" not in cleaned_body \
@@ -216,13 +264,42 @@ def make_window(title: str, body: str, scan_chars: int, collapse: bool = True) -
             return _window(title, cleaned_body, folded_body, scan_chars, len(body) <= raw_limit, False)
         collapse = True
     while True:
-        cleaned_body, folded_body = clean_folded(head)
+        cleaned_body, folded_body, complete = _clean_prefix(strip_html(head), scan_chars)
         whole = len(body) <= raw_limit
         if whole or len(cleaned_body) >= scan_chars + RAW_EDGE or raw_limit >= MAX_RAW_FACTOR * (scan_chars + 1):
             break
         raw_limit *= 2
         head = body[:raw_limit]
-    return _window(title, cleaned_body, folded_body, scan_chars, whole, True)
+    return _window(title, cleaned_body, folded_body, scan_chars, whole and complete, True)
+
+
+# The longest text an entity that starts at an ampersand can read (``html.unescape``: a name of at most 32
+# characters and a semicolon; a numeric reference that runs on changes the text wherever it is cut).
+ENTITY_SPAN = 40
+
+
+def _entity_within(body: str, end: int) -> bool:
+    """Whether cleaning decodes an entity that starts in ``body[:end]``. A bare ampersand ("R&D", "Q&A",
+    "AT&T") is text: such a body takes the markup-free path (a tenth of real articles hold one, and the
+    markup path reads and cleans three times the window). Reading ``ENTITY_SPAN`` further sees each entity
+    that starts in the slice whole; one that starts later lies beyond what the window reads."""
+    near = body[:end + ENTITY_SPAN]
+    return html.unescape(near) != near
+
+
+def _clean_prefix(stripped: str, scan_chars: int) -> tuple[str, str, bool]:
+    """Clean just enough of a markup-free text for the window, as the markup-free path reads the body: the
+    first ``scan_chars + RAW_MARGIN`` characters when they clean to more than ``scan_chars`` (the rest cannot
+    change those), else all of it. Markup makes the raw slice three times the window; its stripped text is
+    mostly the window's own characters plus what follows, and cleaning all of it was two thirds of a marked-up
+    article's time. The flag says whether all of ``stripped`` was cleaned (else its cleaned length is unknown)."""
+    limit = scan_chars + RAW_MARGIN
+    if len(stripped) > limit:
+        cleaned, folded = _clean_stripped(stripped[:limit])
+        if len(cleaned) >= scan_chars + RAW_EDGE:
+            return cleaned, folded, False
+    cleaned, folded = _clean_stripped(stripped)
+    return cleaned, folded, True
 
 
 def _window(title: str, cleaned_body: str, folded_body: str, scan_chars: int, whole: bool,

@@ -19,9 +19,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from distillery_services.trainer.localray import shared_local_ray
+from prometheus_client import Counter
+
 from distillery.filters.spec import FilterSpec
+from distillery.parallel import ray_address as configured_ray_address
 
 logger = logging.getLogger(__name__)
+
+PARTS_DONE = Counter("distillery_trainer_parts_done_total",
+                     "Parts of training jobs (Ray tasks) finished, by stage and Ray node.", ["stage", "node"])
 
 PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED = "PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"
 FINAL = {SUCCEEDED, FAILED, CANCELLED}
@@ -49,6 +56,9 @@ class JobRecord:
     seq: int = 0  # bumped on every change; watchers compare it
     origin: str = ""  # why the job runs when no client asked for it (automatic retrains)
     filters: list[str] = field(default_factory=list)  # a multi job's filter refs (filter_name is the first's)
+    # the job's stages of parts: [{"name", "done", "total", "parts_by_node": {node: n}, "node_ips": {node: ip}}]
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    ray_address: str = ""  # the Ray cluster the job runs on ("local": the trainer's own)
 
 
 def _worker(spec: FilterSpec, request: dict[str, Any], out: mp.Queue,
@@ -58,16 +68,31 @@ def _worker(spec: FilterSpec, request: dict[str, Any], out: mp.Queue,
     With ``specs`` (several filters) it trains one multi student for all of them.
     """
     import os
+    import signal
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from services.trainer.pipeline import TrainRequest, run_multi_training, run_training
+    from distillery_services.trainer.multi import run_multi_training
+    from distillery_services.trainer.request import TrainRequest
+    from distillery_services.trainer.training import run_training
+
+    from distillery.parallel import JobCancelled
+
+    def cancelled(signum, frame):  # CancelJob and trainer shutdown: stop, cancelling the job's Ray work
+        raise JobCancelled("the job was cancelled")
+
+    signal.signal(signal.SIGTERM, cancelled)
 
     def progress(frac: float, message: str) -> None:
         out.put({"type": "progress", "progress": float(frac), "message": message})
 
+    def stage(item) -> None:
+        out.put({"type": "stage", "stage": {"name": item.stage, "done": item.done, "total": item.total,
+                                            "parts_by_node": item.by_node, "node_ips": item.node_ips}})
+
     try:
         req = TrainRequest(**request)
-        summary = run_multi_training(specs, req, progress) if specs else run_training(spec, req, progress)
+        summary = (run_multi_training(specs, req, progress, on_stage=stage) if specs
+                   else run_training(spec, req, progress, on_stage=stage))
         out.put({"type": "result", "model_version": summary.get("model_version", ""),
                  "metrics": {k: float(v) for k, v in summary["metrics"].items()},
                  "message": summary.get("message", "")})
@@ -78,7 +103,11 @@ def _worker(spec: FilterSpec, request: dict[str, Any], out: mp.Queue,
 
 
 class JobManager:
-    def __init__(self, jobs_dir: Path, max_concurrent: int = 1, on_success=None):
+    """Runs jobs in worker processes, each a Ray driver: on the cluster at ``ray_address`` (``RAY_ADDRESS``), or
+    on the process's local Ray head, started for the first job and stopped when the process exits."""
+
+    def __init__(self, jobs_dir: Path, max_concurrent: int = 1, on_success=None, ray_address: str = "",
+                 ray_num_cpus: int | None = None):
         self.jobs_dir = Path(jobs_dir)
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         self._jobs: dict[str, JobRecord] = {}
@@ -87,7 +116,10 @@ class JobManager:
         self._ctx = mp.get_context("spawn")
         self._procs: dict[str, Any] = {}
         self._stopping = threading.Event()
+        self._cancelled: set[str] = set()
         self.on_success = on_success
+        self.ray_address = configured_ray_address(ray_address)  # the setting, else RAY_ADDRESS
+        self._local_ray = None if self.ray_address else shared_local_ray(ray_num_cpus)
         self._recover()
 
     # -- persistence ---------------------------------------------------------------------------------
@@ -142,7 +174,7 @@ class JobManager:
         with self._cond:
             job = self._jobs.get(job_id)
             if job is None:
-                from distillery.rpc.errors import NotFoundError
+                from distillery.errors import NotFoundError
 
                 raise NotFoundError(f"no job {job_id!r}")
             return JobRecord(**asdict(job))
@@ -157,6 +189,19 @@ class JobManager:
             self._cond.wait_for(lambda: self._jobs[job_id].seq != seq or self._stopping.is_set(), timeout)
             return JobRecord(**asdict(self._jobs[job_id]))
 
+    def cancel(self, job_id: str) -> JobRecord:
+        """Cancel a pending or running job (its worker process is terminated); a final job stays as it is."""
+        job = self.get(job_id)
+        if job.state in FINAL:
+            return job
+        with self._cond:
+            self._cancelled.add(job_id)
+        proc = self._procs.get(job_id)
+        if proc is not None and proc.is_alive():
+            proc.terminate()
+            proc.join(10)
+        return self._update(job_id, state=CANCELLED, message="cancelled by an operator")
+
     def stop(self) -> None:
         self._stopping.set()
         for job_id, proc in list(self._procs.items()):
@@ -167,6 +212,21 @@ class JobManager:
         with self._cond:
             self._cond.notify_all()
 
+    def _record_stage(self, job_id: str, stage: dict[str, Any]) -> None:
+        """Keep a stage's progress on the job (GetJob) and count its newly finished parts per node (metrics)."""
+        with self._cond:
+            stages = [dict(s) for s in self._jobs[job_id].stages]
+        old = next((s for s in stages if s["name"] == stage["name"]), None)
+        before = old["parts_by_node"] if old and old["done"] <= stage["done"] else {}
+        for node, n in stage["parts_by_node"].items():
+            if n > before.get(node, 0):
+                PARTS_DONE.labels(stage["name"], node[:12]).inc(n - before.get(node, 0))
+        if old is None:
+            stages.append(stage)
+        else:
+            stages[stages.index(old)] = stage
+        self._update(job_id, stages=stages)
+
     # -- worker --------------------------------------------------------------------------------------
     def _run(self, job_id: str, spec: FilterSpec, request: dict[str, Any],
              specs: list[FilterSpec] | None = None) -> None:
@@ -174,49 +234,78 @@ class JobManager:
             if self._stopping.is_set():
                 self._update(job_id, state=CANCELLED, message="cancelled: the trainer is shutting down")
                 return
-            out: mp.Queue = self._ctx.Queue()
-            proc = self._ctx.Process(target=_worker, args=(spec, request, out, specs),
-                                     name=f"trainer-job-{job_id}", daemon=True)
-            try:
-                proc.start()
-            except Exception as exc:  # noqa: BLE001
-                self._update(job_id, state=FAILED, error=f"could not start the job process: {exc}")
+            if job_id in self._cancelled:
+                return  # cancelled while it waited for a slot
+            started = self._start_worker(job_id, spec, request, specs)
+            if started is None:
                 return
-            self._procs[job_id] = proc
-            self._update(job_id, state=RUNNING, message="starting", worker_pid=proc.pid)
-            final: dict[str, Any] | None = None
-            while True:
-                try:
-                    msg = out.get(timeout=0.5)
-                except queue.Empty:
-                    if not proc.is_alive():
-                        # drain what the process wrote before it ended
-                        try:
-                            msg = out.get(timeout=0.5)
-                        except queue.Empty:
-                            break
-                    else:
-                        continue
-                if msg["type"] == "progress":
-                    self._update(job_id, progress=msg["progress"], message=msg["message"])
-                else:
-                    final = msg
-                    break
+            proc, out = started
+            final = self._follow(job_id, proc, out)
             proc.join(30)
             self._procs.pop(job_id, None)
-            if final and final["type"] == "result":
-                message = f"succeeded; {final['message']}" if final.get("message") else "succeeded"
-                job = self._update(job_id, state=SUCCEEDED, progress=1.0, message=message,
-                                   model_version=final["model_version"], metrics=final["metrics"])
-                if self.on_success:
-                    try:
-                        self.on_success(job)
-                    except Exception:
-                        logger.exception("post-success hook failed for job %s", job_id)
-            elif final and final["type"] == "error":
-                self._update(job_id, state=FAILED, error=final["error"], message="failed")
+            if job_id in self._cancelled:
+                return  # cancel() already recorded the final state
+            self._finish(job_id, proc, final)
+
+    def _start_worker(self, job_id: str, spec: FilterSpec, request: dict[str, Any],
+                      specs: list[FilterSpec] | None):
+        """(process, its message queue) of the job's worker process on Ray; None when it could not start (the
+        job is then FAILED)."""
+        try:
+            address = self.ray_address or self._local_ray.address()
+        except RuntimeError as exc:
+            self._update(job_id, state=FAILED, message="failed", error=f"could not start a local Ray: {exc}")
+            return None
+        request = {**request, "use_ray": True, "ray_address": address, "job_id": job_id}
+        self._update(job_id, ray_address=self.ray_address or "local")
+        out: mp.Queue = self._ctx.Queue()
+        proc = self._ctx.Process(target=_worker, args=(spec, request, out, specs),
+                                 name=f"trainer-job-{job_id}", daemon=True)
+        try:
+            proc.start()
+        except Exception as exc:  # noqa: BLE001
+            self._update(job_id, state=FAILED, error=f"could not start the job process: {exc}")
+            return None
+        self._procs[job_id] = proc
+        if job_id in self._cancelled:  # cancel() ran between the check in _run and the start
+            proc.terminate()
+        self._update(job_id, state=RUNNING, message="starting", worker_pid=proc.pid)
+        return proc, out
+
+    def _follow(self, job_id: str, proc, out: mp.Queue) -> dict[str, Any] | None:
+        """Record the worker's progress and stages until its result or error (returned), or its end (None)."""
+        while True:
+            try:
+                msg = out.get(timeout=0.5)
+            except queue.Empty:
+                if proc.is_alive():
+                    continue
+                try:  # drain what the process wrote before it ended
+                    msg = out.get(timeout=0.5)
+                except queue.Empty:
+                    return None
+            if msg["type"] == "progress":
+                self._update(job_id, progress=msg["progress"], message=msg["message"])
+            elif msg["type"] == "stage":
+                self._record_stage(job_id, msg["stage"])
             else:
-                code = proc.exitcode
-                how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
-                self._update(job_id, state=FAILED, message="failed",
-                             error=f"the job's worker process {how} before finishing (out of memory?)")
+                return msg
+
+    def _finish(self, job_id: str, proc, final: dict[str, Any] | None) -> None:
+        """The job's final state from the worker's last message, or from how its process ended."""
+        if final and final["type"] == "result":
+            message = f"succeeded; {final['message']}" if final.get("message") else "succeeded"
+            job = self._update(job_id, state=SUCCEEDED, progress=1.0, message=message,
+                               model_version=final["model_version"], metrics=final["metrics"])
+            if self.on_success:
+                try:
+                    self.on_success(job)
+                except Exception:
+                    logger.exception("post-success hook failed for job %s", job_id)
+        elif final and final["type"] == "error":
+            self._update(job_id, state=FAILED, error=final["error"], message="failed")
+        else:
+            code = proc.exitcode
+            how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
+            self._update(job_id, state=FAILED, message="failed",
+                         error=f"the job's worker process {how} before finishing (out of memory?)")

@@ -22,7 +22,19 @@ def write_report(out_dir: Path | str, spec: FilterSpec, evaluation: dict[str, An
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    dims = spec.dimension_names
+    _plot_predicted_vs_oracle(plt, out, spec.dimension_names, evaluation, y, predicted)
+    _plot_error_by_band(plt, out, evaluation["error_by_band"])
+    if "coverage" in evaluation:
+        _plot_coverage(plt, out, spec.dimension_names, evaluation)
+    doc = {"filter": spec.ref, "title": title, **(context or {}), "evaluation": evaluation}
+    (out / "report.json").write_text(json.dumps(doc, indent=2, default=float), encoding="utf-8")
+    path = out / "report.md"
+    path.write_text("\n".join(_markdown(spec, evaluation, title, context)) + "\n", encoding="utf-8")
+    return path
+
+
+def _plot_predicted_vs_oracle(plt, out: Path, dims: list[str], evaluation: dict[str, Any], y: np.ndarray,
+                              predicted: np.ndarray) -> None:
     n = len(dims)
     cols = min(4, n)
     rows = (n + cols - 1) // cols
@@ -42,7 +54,8 @@ def write_report(out_dir: Path | str, spec: FilterSpec, evaluation: dict[str, An
     fig.savefig(out / "predicted_vs_oracle.png", dpi=90)
     plt.close(fig)
 
-    bands = evaluation["error_by_band"]
+
+def _plot_error_by_band(plt, out: Path, bands: dict[str, Any]) -> None:
     fig, ax = plt.subplots(figsize=(5, 3))
     names = list(bands)
     ax.bar(names, [bands[b]["overall_mae"] or 0 for b in names])
@@ -54,23 +67,23 @@ def write_report(out_dir: Path | str, spec: FilterSpec, evaluation: dict[str, An
     fig.savefig(out / "error_by_band.png", dpi=90)
     plt.close(fig)
 
-    has_cov = "coverage" in evaluation
-    if has_cov:
-        fig, ax = plt.subplots(figsize=(6, 3))
-        ax.bar(dims, [evaluation["dimensions"][d]["coverage"] for d in dims])
-        ax.axhline(0.9, color="red", linewidth=1, label="target 90%")
-        ax.set_ylim(0, 1)
-        ax.set_ylabel("interval coverage")
-        ax.tick_params(axis="x", labelrotation=45, labelsize=7)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "coverage.png", dpi=90)
-        plt.close(fig)
 
-    doc = {"filter": spec.ref, "title": title, **(context or {}), "evaluation": evaluation}
-    (out / "report.json").write_text(json.dumps(doc, indent=2, default=float), encoding="utf-8")
+def _plot_coverage(plt, out: Path, dims: list[str], evaluation: dict[str, Any]) -> None:
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.bar(dims, [evaluation["dimensions"][d]["coverage"] for d in dims])
+    ax.axhline(0.9, color="red", linewidth=1, label="target 90%")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("interval coverage")
+    ax.tick_params(axis="x", labelrotation=45, labelsize=7)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "coverage.png", dpi=90)
+    plt.close(fig)
 
-    e = evaluation
+
+def _markdown(spec: FilterSpec, e: dict[str, Any], title: str, context: dict[str, Any] | None) -> list[str]:
+    """The lines of ``report.md``: headline figures, the per-dimension and per-band tables, the plots."""
+    has_cov = "coverage" in e
     lines = [f"# {title or 'Evaluation'}: {spec.ref}", ""]
     for k, v in (context or {}).items():
         lines.append(f"- {k}: `{v}`")
@@ -86,6 +99,10 @@ def write_report(out_dir: Path | str, spec: FilterSpec, evaluation: dict[str, An
     ]
     if has_cov:
         lines.append(f"- interval coverage {e['coverage']:.1%} (target 90%), mean width {e['interval_width']:.2f}")
+    if "uncertain" in e:
+        u = e["uncertain"]
+        lines.append(f"- flagged uncertain: {u['share']:.1%} of the articles ({u['n_flagged']:.0f}); their MAE "
+                     f"{u['mae_flagged']:.3f} vs {u['mae_unflagged']:.3f} unflagged ({u['mae_ratio']:.2f}x)")
     lines += ["", "| dimension | MAE | MAE raw | RMSE | Spearman | mean predictor | coverage |",
               "|---|---:|---:|---:|---:|---:|---:|"]
     for d, v in e["dimensions"].items():
@@ -93,12 +110,10 @@ def write_report(out_dir: Path | str, spec: FilterSpec, evaluation: dict[str, An
         lines.append(f"| {d} | {v['mae']:.3f} | {v['mae_raw']:.3f} | {v['rmse']:.3f} | {v['spearman']:.3f} | "
                      f"{v['mean_predictor_mae']:.3f} | {cov} |")
     lines += ["", "| oracle band | n | overall MAE |", "|---|---:|---:|"]
-    for b, v in bands.items():
+    for b, v in e["error_by_band"].items():
         mae = "-" if v["overall_mae"] is None else f"{v['overall_mae']:.3f}"
         lines.append(f"| {b} | {v['n']} | {mae} |")
     lines += ["", "![predicted vs oracle](predicted_vs_oracle.png)", "", "![error by band](error_by_band.png)"]
     if has_cov:
         lines += ["", "![coverage](coverage.png)"]
-    path = out / "report.md"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return lines

@@ -8,7 +8,7 @@ GetJob/WatchJob/ListModels show it) when:
   (the job promotes its model), or
 * at least ``retrain_new_labels`` non-audit labels arrived since the promoted model's dataset (the job
   evaluates its model and the promoted one on the frozen test split and promotes only a better model;
-  see :func:`services.trainer.pipeline.compare_and_promote`).
+  see :func:`distillery_services.trainer.promotion.compare_and_promote`).
 
 Audit labels never count and never train. There is never more than one automatic job per filter; after an
 automatic job that did not promote (kept or failed), the next one waits for ``retrain_new_labels`` more
@@ -23,14 +23,15 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from distillery_services.trainer.config import TrainerSettings
+from distillery_services.trainer.factory import student_for
+from distillery_services.trainer.jobs import FINAL, SUCCEEDED, JobManager, JobRecord
+from distillery_services.trainer.request import split_params
 from prometheus_client import Counter, Gauge
 
 from distillery.filters import FilterCatalog
 from distillery.filters.spec import FilterSpec
 from distillery.registry import ModelInfo, ModelRegistry
-from services.trainer.config import TrainerSettings
-from services.trainer.jobs import FINAL, SUCCEEDED, JobManager, JobRecord
-from services.trainer.pipeline import split_params, student_for
 
 logger = logging.getLogger(__name__)
 

@@ -1,27 +1,24 @@
-"""gRPC TrainerService: StartJob / GetJob / WatchJob / ListModels / Promote."""
+"""gRPC TrainerService: jobs (StartJob, GetJob, WatchJob, ListJobs, CancelJob) and the registry (ListModels,
+GetModel, Promote, Rollback)."""
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timezone
-from pathlib import Path
 
+from distillery_services.trainer import data_access
+from distillery_services.trainer.config import TrainerSettings
+from distillery_services.trainer.factory import multi_student_for, resolve_kind, student_for
+from distillery_services.trainer.jobs import FINAL, JobManager, JobRecord
+from distillery_services.trainer.request import TrainRequest, check_labels_exist, split_params
 from prometheus_client import Counter, Gauge
 
+from distillery import identifiers
 from distillery.filters import FilterCatalog
+from distillery.redact import public
 from distillery.registry import ModelInfo, ModelRegistry, RegistryError
-from distillery.rpc.errors import NotFoundError, handle_errors
+from distillery.rpc.errors import NotFoundError, PreconditionError, handle_errors
 from distillery.v1 import common_pb2, events_pb2, trainer_pb2, trainer_pb2_grpc
-from services.trainer.config import TrainerSettings
-from services.trainer.jobs import FINAL, JobManager, JobRecord
-from services.trainer.pipeline import (
-    TrainRequest,
-    check_labels_exist,
-    multi_student_for,
-    resolve_kind,
-    split_params,
-    student_for,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -86,16 +83,34 @@ def job_pb(job: JobRecord) -> trainer_pb2.Job:
     return trainer_pb2.Job(
         job_id=job.job_id, filter=common_pb2.FilterRef(name=job.filter_name, version=job.filter_version),
         student_kind=KIND_TO_ENUM.get(job.kind, 0), state=trainer_pb2.JobState.Value(f"JOB_STATE_{job.state}"),
-        progress=job.progress, message=f"{job.origin}; {job.message}" if job.origin else job.message,
+        progress=job.progress,
+        message=public(f"{job.origin}; {job.message}" if job.origin else job.message, what="job message"),
         model_version=job.model_version, metrics=job.metrics,
-        error=job.error, created_at=job.created_at, updated_at=job.updated_at,
-        filters=[_ref_pb(ref) for ref in job.filters],
+        error=public(job.error, what="job error") if job.error else "", created_at=job.created_at, updated_at=job.updated_at,
+        filters=[_ref_pb(ref) for ref in job.filters], ray_address=job.ray_address,
+        stages=[trainer_pb2.JobStage(name=st["name"], done=int(st["done"]), total=int(st["total"]),
+                                     parts_by_node={k: int(v) for k, v in st["parts_by_node"].items()},
+                                     node_ips=dict(st.get("node_ips", {})))
+                for st in job.stages],
     )
 
 
 def _ref_pb(ref: str) -> common_pb2.FilterRef:
     name, _, version = ref.partition("/")
     return common_pb2.FilterRef(name=name, version=int(version.lstrip("v") or 0))
+
+
+def _source(ref: trainer_pb2.DatasetRef) -> data_access.DataSource:
+    kind = ref.WhichOneof("source") or data_access.LABEL_STORE
+    return data_access.DataSource(kind, "" if kind == data_access.LABEL_STORE else getattr(ref, kind))
+
+
+def _sources(datasets, labels_paths) -> list[data_access.DataSource]:
+    """DatasetRefs, or the deprecated labels paths read as data-root-relative paths ('' = the label store)."""
+    if datasets:
+        return [_source(ref) for ref in datasets]
+    return [data_access.DataSource(data_access.DATA_PATH, p) if p else data_access.DataSource()
+            for p in labels_paths]
 
 
 def _job_filters(job: JobRecord) -> list[tuple[str, int]]:
@@ -109,13 +124,14 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
     def __init__(self, settings: TrainerSettings, catalog: FilterCatalog):
         self.settings = settings
         self.catalog = catalog
-        self.registry = ModelRegistry(settings.resolved("registry_root"))
+        self.registry = ModelRegistry(settings.resolved_registry())
         self.events = EventPublisher(settings.kafka_bootstrap, settings.models_topic)
-        self.jobs = JobManager(settings.jobs_dir, settings.max_concurrent_jobs, on_success=self._job_succeeded)
+        self.jobs = JobManager(settings.jobs_dir, settings.max_concurrent_jobs, on_success=self._job_succeeded,
+                               ray_address=getattr(settings, "ray_address", ""))  # else RAY_ADDRESS, else local
         self._previous: dict[str, dict[str, str]] = {}  # job id -> {filter name: version promoted before}
         self.retrainer = None
         if settings.retrain_enabled:
-            from services.trainer.retrain import AutoRetrainer
+            from distillery_services.trainer.retrain import AutoRetrainer
 
             self.retrainer = AutoRetrainer(settings, catalog, self.registry, self.jobs, self.start_job)
             self.retrainer.start()
@@ -142,11 +158,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         params = dict(params)
         _, student_params = split_params(params)
         student_for(spec, kind, student_params, seed)  # rejects unknown or invalid parameters now
-        if labels_path:
-            path = Path(labels_path).expanduser()
-            if not path.is_file():
-                raise NotFoundError(f"labels file {labels_path} does not exist on the trainer host")
-            labels_path = str(path.resolve())
+        # labels_path was resolved inside the data root by data_access (StartJob) or is '' (the label store).
         train = TrainRequest(
             kind=kind, labels_path=labels_path, label_store_url=self.settings.resolved("label_store_url"),
             seed=seed, params=params, promote=promote,
@@ -166,7 +178,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
 
     def start_multi_job(self, specs, params: dict[str, str], seed: int = 0, promote: bool = False,
                         labels_paths: list[str] | None = None) -> JobRecord:
-        """Validate and queue one multi student for several filters (``specs``, in request order)."""
+        """Validate and queue one multi student for several filters (``specs``, in request order);
+        ``labels_paths`` are resolved inside the data root (data_access), '' for the label store."""
         params = dict(params)
         _, student_params = split_params(params)
         multi_student_for(specs, student_params, seed)  # at least two distinct filters, valid parameters
@@ -178,10 +191,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         store_url = self.settings.resolved("label_store_url")
         for spec, given in zip(specs, labels_paths or [""] * len(specs)):
             if given:
-                path = Path(given).expanduser()
-                if not path.is_file():
-                    raise NotFoundError(f"labels file {given} (for {spec.ref}) does not exist on the trainer host")
-                paths[spec.ref] = str(path.resolve())
+                paths[spec.ref] = given
             check_labels_exist(spec, paths.get(spec.ref, ""), store_url)
         train = TrainRequest(
             kind="multi", label_store_url=store_url, seed=seed, params=params, promote=promote,
@@ -209,30 +219,43 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         if len(refs) < 2:
             raise ValueError("a multi student trains several filters jointly: name at least two filters in "
                              "`filters`")
-        if request.labels_path and not request.labels_paths:
-            raise ValueError("a multi job reads one labels file per filter: set labels_paths (in the order of "
-                             "`filters`), not labels_path")
+        if (request.labels_path or request.HasField("dataset")) and not (request.labels_paths or request.datasets):
+            raise ValueError("a multi job reads one dataset per filter: set datasets (or labels_paths) in the order "
+                             "of `filters`, not dataset or labels_path")
         specs = [self.catalog.get(r.name, r.version) for r in refs]
-        return self.start_multi_job(specs, dict(request.params), request.seed, request.promote,
-                                    list(request.labels_paths))
+        sources = _sources(request.datasets, request.labels_paths)
+        if sources and len(sources) != len(specs):
+            raise ValueError(f"datasets has {len(sources)} entries for {len(specs)} filters; give one per filter "
+                             "in the order of `filters` (an unset entry reads the label store)")
+        paths = [data_access.resolve(spec, source, self._data_roots(), f"datasets[{i}]")
+                 for i, (spec, source) in enumerate(zip(specs, sources))]
+        return self.start_multi_job(specs, dict(request.params), request.seed, request.promote, paths)
+
+    def _data_roots(self) -> data_access.DataRoots:
+        return data_access.DataRoots(self.settings.resolved("data_root"), self.settings.resolved("datasets_dir"))
 
     @handle_errors
     def StartJob(self, request, context):
+        identifiers.check_filter_ref(request.filter, required=not request.filters)
+        identifiers.check_filter_refs(request.filters)
         kind = ENUM_TO_KIND.get(request.student_kind, "")
         if request.filters or kind == "multi":
             return job_pb(self._start_multi(request, kind))
         spec = self.catalog.get(request.filter.name, request.filter.version)
+        source = (_source(request.dataset) if request.HasField("dataset")
+                  else _sources([], [request.labels_path])[0])
+        labels_path = data_access.resolve(spec, source, self._data_roots())
         job = self.start_job(spec, ENUM_TO_KIND.get(request.student_kind, ""), dict(request.params),
-                             request.seed, request.promote, request.labels_path)
+                             request.seed, request.promote, labels_path)
         return job_pb(job)
 
     @handle_errors
     def GetJob(self, request, context):
-        return job_pb(self.jobs.get(request.job_id))
+        return job_pb(self.jobs.get(identifiers.job_id(request.job_id)))
 
     @handle_errors
     def WatchJob(self, request, context):
-        job = self.jobs.get(request.job_id)
+        job = self.jobs.get(identifiers.job_id(request.job_id))
         yield job_pb(job)
         while job.state not in FINAL and context.is_active():
             new = self.jobs.wait_change(job.job_id, job.seq, timeout=1.0)
@@ -242,6 +265,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
 
     @handle_errors
     def ListJobs(self, request, context):
+        identifiers.check_filter_ref(request.filter, required=False)
         jobs = [j for j in self.jobs.list()
                 if any((not request.filter.name or name == request.filter.name)
                        and (not request.filter.version or version == request.filter.version)
@@ -253,6 +277,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
 
     @handle_errors
     def ListModels(self, request, context):
+        identifiers.check_filter_ref(request.filter, required=False)
         name = request.filter.name or None
         try:
             infos = self.registry.list(name)
@@ -266,6 +291,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
     def Promote(self, request, context):
         if not request.filter.name or not request.version:
             raise ValueError("Promote needs filter.name and version")
+        identifiers.check_filter_ref(request.filter)
+        identifiers.model_version(request.version, "version")
         before = self.registry.promoted(request.filter.name)
         try:
             info = self.registry.promote(request.filter.name, request.version)
@@ -277,4 +304,49 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         PROMOTIONS.inc()
         self.events.publish(info, before.version_id if before else "")
         logger.info("promoted", extra={"fields": {"filter": info.filter_name, "version": info.version_id}})
+        return model_version_pb(info)
+
+    @handle_errors
+    def CancelJob(self, request, context):
+        job = self.jobs.cancel(identifiers.job_id(request.job_id))
+        if job.state == "CANCELLED":
+            self._previous.pop(job.job_id, None)
+            logger.info("job cancelled", extra={"fields": {"job_id": job.job_id}})
+        return job_pb(job)
+
+    @handle_errors
+    def GetModel(self, request, context):
+        name = request.filter.name
+        if not name:
+            raise ValueError("GetModel needs filter.name")
+        try:
+            if request.version in ("", "promoted"):
+                info = self.registry.promoted(name)
+                if info is None:
+                    raise NotFoundError(f"no version of {name} is promoted")
+            else:
+                info = self.registry.get(name, request.version)
+        except RegistryError as exc:
+            raise NotFoundError(str(exc)) from None
+        if request.filter.version and info.filter_version != request.filter.version:
+            raise NotFoundError(f"version {info.version_id} belongs to {info.filter_ref}, not "
+                                f"{name}/v{request.filter.version}")
+        return model_version_pb(info)
+
+    @handle_errors
+    def Rollback(self, request, context):
+        name = request.filter.name
+        if not name:
+            raise ValueError("Rollback needs filter.name")
+        before = self.registry.promoted(name)
+        if before is None:
+            raise NotFoundError(f"no version of {name} is promoted")
+        try:
+            info = self.registry.rollback(name)
+        except RegistryError as exc:
+            raise PreconditionError(str(exc)) from None
+        PROMOTIONS.inc()
+        self.events.publish(info, before.version_id)
+        logger.info("rolled back", extra={"fields": {"filter": name, "from": before.version_id,
+                                                     "to": info.version_id}})
         return model_version_pb(info)

@@ -38,8 +38,13 @@ def render(values: dict | None = None, namespace: str = "ml") -> list[dict]:
     return docs
 
 
+# The defaults plus the one value they require: token auth is on by default and the chart never invents tokens.
+ROLE_TOKENS = {"scoring": "scoring-test-token", "labelling": "labelling-test-token", "admin": "admin-test-token"}
+DEFAULTS = {"security": {"auth": {"tokens": ROLE_TOKENS}}}
+
+
 def _values(path: Path | None) -> dict:
-    return yaml.safe_load(path.read_text()) if path else {}
+    return yaml.safe_load(path.read_text()) if path else DEFAULTS
 
 
 def _by_kind(docs, kind):
@@ -82,8 +87,10 @@ def test_every_manifest_is_valid(rendered, values_file):
 def test_defaults_render_one_of_each_per_service(rendered):
     docs = rendered["defaults"]
     services = ("prefilter", "oracle-gateway", "trainer", "inference")
-    for kind in ("Deployment", "Service", "NetworkPolicy", "ServiceMonitor"):
+    for kind in ("Deployment", "NetworkPolicy", "ServiceMonitor"):
         assert set(_by_kind(docs, kind)) == {f"dist-distillery-{s}" for s in services}, kind
+    # Each service: a ClusterIP Service and a headless one (gRPC clients balancing over every pod).
+    assert set(_by_kind(docs, "Service")) == {f"dist-distillery-{s}{h}" for s in services for h in ("", "-headless")}
     assert set(_by_kind(docs, "HorizontalPodAutoscaler")) == {"dist-distillery-inference", "dist-distillery-prefilter"}
     assert set(_by_kind(docs, "PodDisruptionBudget")) >= {"dist-distillery-inference", "dist-distillery-prefilter"}
     configmaps = _by_kind(docs, "ConfigMap")
@@ -125,6 +132,11 @@ def test_tls_and_token_auth_are_on_by_default(rendered):
         assert any(k.endswith("_TLS_CERT_FILE") for k in env), deploy["metadata"]["name"]
         token = next(v for k, v in env.items() if k.endswith("_AUTH_TOKEN"))
         assert token["valueFrom"]["secretKeyRef"]["name"] == "dist-distillery-grpc-auth"
+        for role in ("SCORING", "LABELLING", "ADMIN"):
+            ref = next(v for k, v in env.items() if k.endswith(f"_AUTH_{role}_TOKEN"))["valueFrom"]["secretKeyRef"]
+            assert ref == {"name": "dist-distillery-grpc-auth", "key": f"{role.lower()}-token", "optional": True}
+        assert next(v for k, v in env.items() if k.endswith("_AUTH_REQUIRED"))["value"] == "true"
+        assert next(v for k, v in env.items() if k.endswith("_REFLECTION"))["value"] == "false"
     minimal = rendered["minimal-values.yaml"]
     for deploy in _by_kind(minimal, "Deployment").values():
         env = {e["name"] for e in _containers(deploy)[0]["env"]}
@@ -236,15 +248,12 @@ def test_schema_rejects_bad_values_with_a_clear_message(values, message):
 
 @pytest.mark.parametrize("folder", ["prefilter", "oracle_gateway", "trainer", "inference"])
 def test_rendered_config_is_valid_for_each_service(rendered, folder, tmp_path):
-    """The chart's distillery.yaml loads with each service's settings class (when that service exists)."""
+    """The chart's distillery.yaml loads with each service's settings class."""
     import importlib
 
     from distillery.config import ServiceSettings
 
-    try:
-        module = importlib.import_module(f"services.{folder}.config")
-    except ModuleNotFoundError:
-        pytest.skip(f"services.{folder}.config not written yet")
+    module = importlib.import_module(f"distillery_services.{folder}.config")
     classes = [
         v for v in vars(module).values()
         if isinstance(v, type) and issubclass(v, ServiceSettings) and v.__module__ == module.__name__
@@ -256,3 +265,25 @@ def test_rendered_config_is_valid_for_each_service(rendered, folder, tmp_path):
         path = tmp_path / f"{values_file}.yaml"
         path.write_text(config)
         classes[0].load(path)
+
+
+def test_token_auth_needs_stable_tokens_and_says_how():
+    """No lookup, no random value: pure defaults fail with what to set; the same values render the same Secret."""
+    with pytest.raises(Exception, match="existingSecret") as info:
+        render({})
+    assert "tokens" in str(info.value) and "docs/operations.md" in str(info.value)
+    first, second = (_by_kind(render(DEFAULTS), "Secret")["dist-distillery-grpc-auth"] for _ in range(2))
+    assert first == second
+    assert first["stringData"] == {f"{role}-token": value for role, value in ROLE_TOKENS.items()}
+    template = (CHART / "templates" / "secret.yaml").read_text()
+    assert "lookup \"" not in template and "randAlpha" not in template
+
+
+def test_an_existing_token_secret_is_used_as_is():
+    docs = render({"security": {"auth": {"existingSecret": "my-grpc-tokens"}}})
+    assert "dist-distillery-grpc-auth" not in _by_kind(docs, "Secret")
+    for deploy in _by_kind(docs, "Deployment").values():
+        refs = [e["valueFrom"]["secretKeyRef"] for e in _containers(deploy)[0]["env"]
+                if e["name"].endswith("_TOKEN") and "AUTH" in e["name"]]
+        assert {r["name"] for r in refs} == {"my-grpc-tokens"}
+        assert {r["key"] for r in refs} == {"token", "scoring-token", "labelling-token", "admin-token"}

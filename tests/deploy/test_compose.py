@@ -3,18 +3,26 @@ checked for what the deployment needs. Not started here: no Docker engine runs o
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+# what each image runs (ENTRYPOINT/CMD of deploy/Dockerfile per SERVICE), shared with the cluster test
+_spec = importlib.util.spec_from_file_location("cluster_images", ROOT / "tests" / "cluster" / "images.py")
+images = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = images
+_spec.loader.exec_module(images)
 DEPLOY = ROOT / "deploy"
 COMPOSE = DEPLOY / "docker-compose.yml"
 APP_SERVICES = {"prefilter": "prefilter", "oracle-gateway": "oracle_gateway", "trainer": "trainer",
                 "inference": "inference"}
 INFRA = {"kafka", "postgres", "redis", "prometheus", "grafana"}
+PROVISIONING = {"topics"}  # one-shot: `distillery topics ensure` before any stage starts
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +40,32 @@ def test_schema_rejects_a_broken_file():
 
 
 def test_all_services_present(compose):
-    assert set(compose["services"]) == INFRA | set(APP_SERVICES)
+    assert set(compose["services"]) == INFRA | set(APP_SERVICES) | PROVISIONING
     kafka_env = compose["services"]["kafka"]["environment"]
     assert "controller" in kafka_env["KAFKA_PROCESS_ROLES"], "Kafka must run in KRaft mode (no ZooKeeper)"
     assert "zookeeper" not in json.dumps(compose).lower()
+
+
+def test_stages_start_after_topics_are_provisioned(compose):
+    """Stages never rely on auto-creation: the broker does not auto-create, and every stage waits for the
+    one-shot topics service to finish (it runs `distillery topics ensure`, which never shrinks or deletes)."""
+    services = compose["services"]
+    assert services["kafka"]["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    topics = services["topics"]
+    assert run_argv(topics, compose) == ["distillery", "topics", "ensure"] and topics["restart"] == "no"
+    for name in APP_SERVICES:
+        assert services[name]["depends_on"]["topics"] == {"condition": "service_completed_successfully"}, name
+        assert services[name]["environment"]["DISTILLERY_KAFKA_CREATE_TOPICS"] == "false", name
+
+
+def run_argv(svc: dict, compose: dict) -> list[str]:
+    """What a compose service runs: ``entrypoint`` replaces the image's ENTRYPOINT (and drops its CMD);
+    ``command`` replaces only the CMD, so it becomes the ENTRYPOINT's arguments."""
+    builder = next(s for s in compose["services"].values() if s.get("image") == svc["image"] and s.get("build"))
+    img = images.image_config(builder["build"]["args"]["SERVICE"], builder["build"].get("target", "cpu"))
+    if svc.get("entrypoint"):
+        return list(svc["entrypoint"]) + list(svc.get("command") or [])
+    return img.entrypoint + list(svc.get("command") or img.cmd)
 
 
 def test_references_resolve(compose):
@@ -65,7 +95,8 @@ def test_app_services_are_hardened_and_reach_what_they_need(compose):
         env = svc["environment"]
         prefix = f"DISTILLERY_{folder.upper()}_"
         assert env[prefix + "KAFKA_BOOTSTRAP"] == "kafka:9092"
-        assert svc["build"]["dockerfile"] == f"services/{folder}/Dockerfile"
+        assert svc["build"]["dockerfile"] == "deploy/Dockerfile" and svc["build"]["args"]["SERVICE"] == folder
+        assert run_argv(svc, compose) == ["python", "-m", f"distillery_services.{folder}"]
     oracle_env = compose["services"]["oracle-gateway"]["environment"]
     # Keys are passed through from the caller's environment, never written in the file.
     for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"):
@@ -92,13 +123,10 @@ def test_prometheus_and_grafana_are_provisioned(compose):
 
 @pytest.mark.parametrize("folder", sorted(APP_SERVICES.values()))
 def test_shared_config_file_is_valid_for_each_service(folder):
-    """deploy/distillery.yaml loads with each service's own settings class (when that service exists)."""
+    """deploy/distillery.yaml loads with each service's own settings class."""
     import importlib
 
-    try:
-        module = importlib.import_module(f"services.{folder}.config")
-    except ModuleNotFoundError:
-        pytest.skip(f"services.{folder}.config not written yet")
+    module = importlib.import_module(f"distillery_services.{folder}.config")
     from distillery.config import ServiceSettings
 
     classes = [
@@ -106,5 +134,5 @@ def test_shared_config_file_is_valid_for_each_service(folder):
         if isinstance(v, type) and issubclass(v, ServiceSettings) and v is not ServiceSettings
         and v.__module__ == module.__name__ and v.section == folder
     ]
-    assert classes, f"no settings class with section {folder!r} in services.{folder}.config"
+    assert classes, f"no settings class with section {folder!r} in distillery_services.{folder}.config"
     classes[0].load(DEPLOY / "distillery.yaml")

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distillery.articles import from_record
 from distillery.bus import ensure_topics
 from distillery.bus import topics as t
 from distillery.filters import FilterCatalog
+from distillery.messages import from_record
 from distillery.runtime.supervisor import start_service
 from distillery.v1 import common_pb2, events_pb2, oracle_pb2
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distillery.articles import from_record
 from distillery.bus import ensure_topics
 from distillery.filters import FilterCatalog
+from distillery.messages import from_record
 from distillery.runtime.supervisor import start_service
 from distillery.v1 import events_pb2
 

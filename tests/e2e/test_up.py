@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -49,7 +50,7 @@ def test_up_serves_every_service_and_stops_everything_on_ctrl_c(tmp_path):
             with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
                 reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
                 assert reply.status == health_pb2.HealthCheckResponse.SERVING
-        pids = [int(p.read_text().split('"pid": ')[1].split("}")[0]) for p in (tmp_path / "logs").glob("*.ready.json")]
+        pids = [int(json.loads(p.read_text())["pid"]) for p in (tmp_path / "logs").glob("*.ready.json")]
         assert len(pids) == 4
     finally:
         proc.send_signal(signal.SIGINT)

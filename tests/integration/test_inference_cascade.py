@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distillery.articles import from_record
 from distillery.filters import FilterCatalog
+from distillery.messages import from_record
 from distillery.runtime.supervisor import start_service
 from distillery.v1 import scoring_pb2, scoring_pb2_grpc
 
@@ -21,12 +21,13 @@ FILTERS = Path(__file__).resolve().parents[2] / "filters"
 
 
 def test_cheap_stage_answers_below_threshold_and_probe_above(tmp_path):
+    from distillery_services.inference.backends import make_encoder
+
     from distillery.calibration import Calibration
     from distillery.registry import ModelRegistry
     from distillery.students import compose_text, make_student
     from distillery.students.probe import ProbeStudent
     from distillery.synthetic import generate, scores_of
-    from services.inference.backends import make_encoder
 
     spec = FilterCatalog.load(FILTERS, ["uplifting"]).get("uplifting")
     threshold = spec.student.cascade_threshold

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distillery.articles import from_record
 from distillery.filters import FilterCatalog
+from distillery.messages import from_record
 from distillery.runtime.supervisor import start_service
 from distillery.v1 import common_pb2, events_pb2, oracle_pb2
 

@@ -12,8 +12,8 @@ import grpc
 import numpy as np
 import pytest
 
-from distillery.articles import from_record
 from distillery.filters import FilterCatalog
+from distillery.messages import from_record
 from distillery.runtime.supervisor import start_service
 from distillery.v1 import article_pb2, common_pb2, scoring_pb2, scoring_pb2_grpc
 

@@ -8,11 +8,11 @@ import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from distillery import synthetic
-from distillery.articles import from_record
+from distillery.messages import from_record
 from distillery.runtime.supervisor import start_service
 from distillery.store import LabelStore
+from distillery.testing.fake_provider import FakeLLMConfig, FakeLLMServer
 from distillery.v1 import article_pb2, common_pb2, oracle_pb2, oracle_pb2_grpc
-from services.oracle_gateway.fake_llm import FakeLLMConfig, FakeLLMServer
 
 pytestmark = pytest.mark.integration
 SECRET = "sk-integration-SECRET-0123456789abcdef"

@@ -1,4 +1,5 @@
-"""Two gateway processes share one requests/min limit through Redis: the provider never sees a burst."""
+"""Two gateway processes share one limit through Redis: a strict provider (fixed one-second windows, counted
+exactly) never answers 429, and what the two gateways' cost ledgers record is what the provider billed."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import pytest
 import yaml
 
 from distillery import synthetic
-from distillery.articles import from_record
+from distillery.messages import from_record
 from distillery.runtime.supervisor import Stack
+from distillery.store import LabelStore
+from distillery.testing.fake_provider import FakeLLMConfig, FakeLLMServer
 from distillery.v1 import common_pb2, oracle_pb2, oracle_pb2_grpc
-from services.oracle_gateway.fake_llm import FakeLLMConfig, FakeLLMServer
 
 pytestmark = pytest.mark.integration
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -34,14 +36,15 @@ def redis_prefix():
 
 
 def test_shared_limit_across_two_gateways(tmp_path, redis_prefix, catalog, filters_dir):
-    # The provider allows 600/min with a 0.3 s window (3 requests of burst); each gateway alone paces at
-    # 600/min, so two unshared gateways would send 1,200/min and get 429s.
-    with FakeLLMServer(FakeLLMConfig(latency_seconds=0.05, requests_per_minute=600, window_seconds=0.3,
-                                     retry_after_seconds=0.5)) as fake:
+    # The provider allows 300/min as 5 per fixed one-second window; each gateway alone would use all of it, so
+    # two unshared gateways would send twice that and get 429s. The margin (0.25 s) is far above the jitter
+    # between a send and its arrival here, so a 429 can only come from a limiter that is not shared.
+    with FakeLLMServer(FakeLLMConfig(latency_seconds=0.05, rate_windows=[
+            {"unit": "requests", "limit": 5, "seconds": 1.0, "kind": "fixed"}])) as fake:
         cfg = {"oracle_gateway": {
             "redis_url": REDIS_URL, "redis_prefix": redis_prefix, "cache_url": "off",
             "oracles": {"fake": {"kind": "openai", "model": "gpt-4o-mini", "base_url": fake.url + "/v1",
-                                 "requests_per_minute": 600, "max_concurrency": 4}}}}
+                                 "requests_per_minute": 300, "rate_margin_seconds": 0.25, "max_concurrency": 4}}}}
         spec = catalog.get("uplifting")
         records = list(synthetic.generate(spec, 40, seed=9))
         with Stack() as stack:
@@ -71,3 +74,11 @@ def test_shared_limit_across_two_gateways(tmp_path, redis_prefix, catalog, filte
         assert all(a.HasField("label") for r in results for a in r)
         assert fake.stats["rate_limited"] == 0
         assert fake.stats["requests"] == 40
+        bill = fake.bill_summary()
+    stores = [LabelStore.open(tmp_path / f"state{i}" / "labels.sqlite") for i in range(2)]
+    calls = [c for s in stores for c in s.calls()]
+    for s in stores:
+        s.close()
+    assert len(calls) == bill["calls"] == 40
+    assert sum(c["input_tokens"] for c in calls) == bill["input_tokens"]
+    assert sum(c["output_tokens"] for c in calls) == bill["output_tokens"]

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from distillery.store import LabelStore
-from services.oracle_gateway.fake_llm import FakeLLMConfig, FakeLLMServer
+from distillery.testing.fake_provider import FakeLLMConfig, FakeLLMServer
 
 pytestmark = pytest.mark.integration
 SECRET = "sk-score-SECRET-abcdef0123456789"
@@ -89,4 +89,10 @@ def test_killed_and_restarted_it_repays_nothing_and_loses_nothing(tmp_path, fake
     # The rerun pays only for what was not stored; at most the requests in flight at the kill are paid twice.
     assert fake.stats["answered"] - paid_before == n - first
     assert fake.stats["answered"] <= n + 4
+    # The cost ledger holds every billed call but, at most, those answered in the instant of the kill (before
+    # their row was written): never more than the requests in flight (max_concurrency 4).
+    store = LabelStore.open(store_path)
+    recorded = len(store.calls())
+    store.close()
+    assert 0 <= len(fake.billed) - recorded <= 4
     assert f"already labelled {first}" in out.stdout.replace(",", "")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from distillery import synthetic
-from distillery.articles import from_record
 from distillery.bus import headers as h
+from distillery.messages import from_record
 from distillery.runtime.supervisor import start_service
 from distillery.v1 import article_pb2, common_pb2, oracle_pb2
 

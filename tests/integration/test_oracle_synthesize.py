@@ -19,7 +19,7 @@ SECRET = "sk-synth-SECRET-abcdef0123456789"
 
 @pytest.fixture()
 def fake():
-    from services.oracle_gateway.fake_llm import FakeLLMConfig, FakeLLMServer
+    from distillery.testing.fake_provider import FakeLLMConfig, FakeLLMServer
 
     with FakeLLMServer(FakeLLMConfig(api_key=SECRET)) as srv:
         yield srv
@@ -73,8 +73,9 @@ def test_synthesize_refuses_without_an_llm_and_names_valid_choices(tmp_path, fak
 
 def test_score_reads_articles_from_a_kafka_topic(tmp_path, catalog, kafka_bootstrap, kafka_prefix):
     from distillery import synthetic
-    from distillery.articles import from_record, validate
+    from distillery.articles import validate
     from distillery.bus import ensure_topics, make_producer
+    from distillery.messages import from_record
 
     topic = kafka_prefix + "articles.raw"
     ensure_topics(kafka_bootstrap, [topic])
@@ -95,7 +96,7 @@ def test_score_reads_articles_from_a_kafka_topic(tmp_path, catalog, kafka_bootst
     with LabelStore.open(tmp_path / "state" / "labels.sqlite") as store:
         assert {r.id for r in store.iter_labelled("uplifting")} == set(ids[:5])
     res = _cli(tmp_path, None, "score", "--filter", "uplifting/v1", "--oracle", "synthetic", "--no-prefilter",
-               "--source", topic, "--bootstrap", kafka_bootstrap, "--count", "0")
+               "--source", topic, "--bootstrap", kafka_bootstrap, "--all")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "already labelled 5" in res.stdout and "labelled 1 " in res.stdout
     res = _cli(tmp_path, None, "score", "--filter", "uplifting/v1", "--oracle", "synthetic",

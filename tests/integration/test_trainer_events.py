@@ -27,6 +27,7 @@ def test_promotions_publish_model_events(tmp_path, kafka_bootstrap, kafka_prefix
     svc = start_service("trainer", args=["--filters-dir", str(tmp_path / "filters"), "--state-dir",
                                          str(tmp_path / "state")], log_dir=tmp_path / "logs",
                         env={"DISTILLERY_TRAINER_KAFKA_BOOTSTRAP": kafka_bootstrap,
+                             "DISTILLERY_TRAINER_DATA_ROOT": str(tmp_path),
                              "DISTILLERY_TRAINER_MODELS_TOPIC": topic})
     try:
         with svc.channel() as channel:

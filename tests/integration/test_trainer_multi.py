@@ -32,7 +32,8 @@ def workdir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def stub(workdir):
     svc = start_service("trainer", args=["--filters-dir", str(workdir / "filters"), "--state-dir",
-                                         str(workdir / "state")], log_dir=workdir / "logs")
+                                         str(workdir / "state")], log_dir=workdir / "logs",
+                        env={"DISTILLERY_TRAINER_DATA_ROOT": str(workdir)})
     try:
         with svc.channel() as channel:
             yield trainer_pb2_grpc.TrainerServiceStub(channel)

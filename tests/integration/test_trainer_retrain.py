@@ -11,14 +11,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from distillery_services.oracle_gateway.providers.synthetic import synthetic_answer
 
-from distillery.articles import from_record
 from distillery.filters import FilterCatalog
+from distillery.messages import from_record
 from distillery.runtime.supervisor import start_service
 from distillery.store.labels import LabelStore
 from distillery.synthetic import generate
 from distillery.v1 import common_pb2, oracle_pb2, trainer_pb2, trainer_pb2_grpc
-from services.oracle_gateway.providers.synthetic import synthetic_answer
 
 pytestmark = pytest.mark.integration
 

@@ -29,8 +29,10 @@ def workdir(tmp_path_factory):
 
 
 def _start(workdir):
+    # The trainer reads labels files only under its data root: here the test's work folder.
     return start_service("trainer", args=["--filters-dir", str(workdir / "filters"), "--state-dir",
-                                          str(workdir / "state")], log_dir=workdir / "logs")
+                                          str(workdir / "state")], log_dir=workdir / "logs",
+                         env={"DISTILLERY_TRAINER_DATA_ROOT": str(workdir)})
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +55,9 @@ def _watch_to_end(stub, job_id):
 def test_train_watch_list_promote(stub, workdir):
     ref = common_pb2.FilterRef(name="tiny", version=1)
     job = stub.StartJob(trainer_pb2.StartJobRequest(
-        filter=ref, student_kind=trainer_pb2.STUDENT_KIND_LEXICAL, labels_path=str(workdir / "labels.jsonl"),
-        seed=7, params={"char_ngram_max": "4"}), timeout=30)
+        filter=ref, student_kind=trainer_pb2.STUDENT_KIND_LEXICAL,
+        dataset=trainer_pb2.DatasetRef(data_path="labels.jsonl"), seed=7, params={"char_ngram_max": "4"}),
+        timeout=30)
     assert job.job_id and job.state in (trainer_pb2.JOB_STATE_PENDING, trainer_pb2.JOB_STATE_RUNNING)
     updates = _watch_to_end(stub, job.job_id)
     final = updates[-1]
@@ -79,6 +82,14 @@ def test_train_watch_list_promote(stub, workdir):
     raw, _, lower, upper = loaded.predict(["Solar wind renewable emissions carbon climate battery grid"])
     assert raw.shape == (1, 3) and (lower <= upper).all()
 
+    # the saved dataset version of that model trains again, by its hash
+    again = stub.StartJob(trainer_pb2.StartJobRequest(
+        filter=ref, student_kind=trainer_pb2.STUDENT_KIND_LEXICAL, seed=7, params={"char_ngram_max": "4"},
+        dataset=trainer_pb2.DatasetRef(dataset_version=models[0].dataset_hash)), timeout=30)
+    rerun = _watch_to_end(stub, again.job_id)[-1]
+    assert rerun.state == trainer_pb2.JOB_STATE_SUCCEEDED, rerun.error
+    assert stub.ListModels(trainer_pb2.ListModelsRequest(filter=ref)).models[0].dataset_hash == models[0].dataset_hash
+
 
 def test_bad_requests_get_clear_statuses(stub, workdir):
     with pytest.raises(grpc.RpcError) as err:
@@ -97,8 +108,36 @@ def test_bad_requests_get_clear_statuses(stub, workdir):
         stub.GetJob(trainer_pb2.GetJobRequest(job_id="nope"))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
     with pytest.raises(grpc.RpcError) as err:
-        stub.Promote(trainer_pb2.PromoteRequest(filter=common_pb2.FilterRef(name="tiny"), version="nope"))
-    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        stub.Promote(trainer_pb2.PromoteRequest(filter=common_pb2.FilterRef(name="tiny"),
+                                                version="20000101T000000-000000"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND and "no model version" in err.value.details()
+    with pytest.raises(grpc.RpcError) as err:
+        stub.StartJob(trainer_pb2.StartJobRequest(filter=common_pb2.FilterRef(name="tiny"),
+                                                  dataset=trainer_pb2.DatasetRef(dataset_version="0123456789abcdef")))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND and "no saved dataset" in err.value.details()
+
+
+def test_labels_outside_the_data_root_are_refused_alike(stub, workdir):
+    """A file outside the data root gets the same answer whether it exists or not (no probing the host)."""
+    outside = workdir.parent / "outside.jsonl"
+    outside.write_text((workdir / "labels.jsonl").read_text())
+    answers = set()
+    for given in (str(outside), str(workdir.parent / "no-such.jsonl"), "../outside.jsonl", "../no-such.jsonl",
+                  "/etc/passwd", "/etc/no-such-file", "labels.jsonl/../../outside.jsonl"):
+        for request in (trainer_pb2.StartJobRequest(filter=common_pb2.FilterRef(name="tiny"), labels_path=given),
+                        trainer_pb2.StartJobRequest(filter=common_pb2.FilterRef(name="tiny"),
+                                                    dataset=trainer_pb2.DatasetRef(data_path=given))):
+            with pytest.raises(grpc.RpcError) as err:
+                stub.StartJob(request, timeout=30)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+            answers.add(err.value.details().replace("labels_path", "dataset.data_path"))
+    assert len(answers) == 1 and "data root" in answers.pop()
+    # a link inside the root that points out is refused the same way
+    (workdir / "link.jsonl").symlink_to(outside)
+    with pytest.raises(grpc.RpcError) as err:
+        stub.StartJob(trainer_pb2.StartJobRequest(filter=common_pb2.FilterRef(name="tiny"),
+                                                  dataset=trainer_pb2.DatasetRef(data_path="link.jsonl")))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_a_job_that_fails_is_reported_failed(stub, workdir):

@@ -33,3 +33,67 @@ def test_random_selection_and_errors():
         active.select(range(5), 2, "uncertainty", np.ones(3))
     with pytest.raises(ValueError):
         active.ensemble_disagreement(np.ones((1, 2, 2)))
+
+
+def _two_blobs(n_per=40, seed=0):
+    rng = np.random.default_rng(seed)
+    emb = np.vstack([rng.normal(0, 0.1, (n_per, 2)), rng.normal(5, 0.1, (n_per, 2))])
+    return emb
+
+
+def test_diverse_spreads_a_batch_over_clusters_where_uncertainty_alone_does_not():
+    emb = _two_blobs()
+    unc = np.r_[np.linspace(1.0, 2.0, 40), np.linspace(0.1, 0.5, 40)]  # blob 0 is the more uncertain
+    cands = list(range(1000, 1080))
+    greedy = active.select(cands, 2, "uncertainty", unc, explore_share=0.0)
+    assert all(c < 1040 for c in greedy)
+    chosen = active.select(cands, 2, "diverse", unc, embeddings=emb)
+    assert sorted(c >= 1040 for c in chosen) == [False, True]  # one per blob
+    assert 1039 in chosen and 1079 in chosen  # the most uncertain article of each blob
+
+
+def test_diverse_prefers_cheap_articles_when_cost_counts():
+    emb = np.zeros((3, 2))  # one cluster: the single pick is the best value for money
+    unc = np.array([1.0, 0.9, 0.5])
+    cost = np.array([3.0, 1.0, 1.0])
+    assert active.select([0, 1, 2], 1, "diverse", unc, embeddings=emb, cost=cost, cost_weight=0.0) == [0]
+    assert active.select([0, 1, 2], 1, "diverse", unc, embeddings=emb, cost=cost, cost_weight=1.0) == [1]
+    with pytest.raises(ValueError, match="embedding"):
+        active.select([0, 1, 2], 1, "diverse", unc)
+    with pytest.raises(ValueError, match="cost"):
+        active.select([0, 1, 2], 1, "diverse", unc, embeddings=emb, cost=np.array([1.0, 0.0, 1.0]))
+
+
+def test_diverse_returns_k_distinct_candidates_even_with_duplicate_points():
+    emb = np.zeros((10, 3))
+    emb[5:] = 1.0
+    chosen = active.select(range(10), 6, "diverse", np.arange(10.0), embeddings=emb)
+    assert len(chosen) == len(set(chosen)) == 6
+
+
+def test_bootstrap_error_model_ranks_the_articles_the_members_get_wrong():
+    rng = np.random.default_rng(3)
+    n, d = 400, 2
+    targets = rng.uniform(0, 10, (n, d))
+    hard = targets[:, 0] > 7  # the members miss high scores by a lot and disagree there
+    members = np.stack([targets + np.where(hard[:, None], rng.normal(-3, 2, (n, d)), rng.normal(0, 0.2, (n, d)))
+                        for _ in range(4)])
+    oob = members.copy()
+    oob[rng.random(oob.shape[:2]) < 0.4] = np.nan  # in-bag rows have no out-of-bag prediction
+    model = active.bootstrap_error_model(oob, targets)
+    assert model is not None
+    expected = active.expected_error(members, model)
+    assert expected[hard].mean() > 3 * expected[~hard].mean()
+    assert active.bootstrap_error_model(oob[:, :5], targets[:5]) is None  # too few held-out rows
+
+
+def test_oracle_cost_grows_with_article_length_on_top_of_the_prompt():
+    cost = active.oracle_cost(["", "x" * 4000], prompt_tokens=8000)
+    assert cost.tolist() == [8000.0, 9000.0]
+
+
+def test_lexical_embedding_puts_similar_articles_close():
+    texts = ["solar panels cut emissions in the grid"] * 3 + ["football match ends in a draw tonight"] * 3
+    emb = active.lexical_embedding(texts, dims=2)
+    assert emb.shape == (6, 2)
+    assert np.linalg.norm(emb[0] - emb[1]) < np.linalg.norm(emb[0] - emb[4])

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from distillery import articles
+from distillery import articles, messages
 from distillery.v1 import article_pb2
 
 
@@ -26,9 +26,9 @@ def test_validate_fills_id_and_rejects_bad_articles():
 
 def test_record_round_trip_accepts_legacy_field_names():
     rec = {"title": "T", "content": "body", "url": "u", "published_date": "2025-01-01", "metadata": {"a": 1}}
-    art = articles.from_record(rec)
+    art = messages.from_record(rec)
     assert art.text == "body" and art.published_at == "2025-01-01" and art.metadata["a"] == "1"
-    back = articles.to_record(art)
+    back = messages.to_record(art)
     assert back["text"] == "body" and back["id"] == art.id
 
 

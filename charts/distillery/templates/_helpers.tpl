@@ -82,3 +82,64 @@ app.kubernetes.io/component: {{ .svc | replace "_" "-" }}
   reply = g.HealthStub(channel).Check(p.HealthCheckRequest(), timeout=3)
   sys.exit(0 if reply.status == p.HealthCheckResponse.SERVING else 1)
 {{- end -}}
+
+{{/* Kafka transport security for every client (the services and the topics hook). */}}
+{{- define "distillery.kafkaSecurityEnv" -}}
+{{- $k := .Values.kafka }}
+{{- if and $k.sasl.enabled (not (hasPrefix "SASL_" $k.securityProtocol)) }}
+{{- fail "kafka.sasl.enabled needs kafka.securityProtocol SASL_SSL (or SASL_PLAINTEXT)" }}
+{{- end }}
+{{- if ne $k.securityProtocol "PLAINTEXT" }}
+- name: DISTILLERY_KAFKA_SECURITY_PROTOCOL
+  value: {{ $k.securityProtocol | quote }}
+{{- end }}
+{{- if $k.tls.caSecret }}
+- name: DISTILLERY_KAFKA_SSL_CAFILE
+  value: /etc/distillery/kafka-tls/ca.crt
+{{- if $k.tls.clientCertificate }}
+- name: DISTILLERY_KAFKA_SSL_CERTFILE
+  value: /etc/distillery/kafka-tls/tls.crt
+- name: DISTILLERY_KAFKA_SSL_KEYFILE
+  value: /etc/distillery/kafka-tls/tls.key
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "distillery.kafkaTlsMount" -}}
+{{- if .Values.kafka.tls.caSecret }}
+- name: kafka-tls
+  mountPath: /etc/distillery/kafka-tls
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "distillery.kafkaTlsVolume" -}}
+{{- if .Values.kafka.tls.caSecret }}
+- name: kafka-tls
+  secret:
+    secretName: {{ .Values.kafka.tls.caSecret }}
+{{- end }}
+{{- end -}}
+
+{{/* S3 endpoint, region and credentials of an object-store registry (AWS SDK variables, read by s3fs). */}}
+{{- define "distillery.registryS3Env" -}}
+{{- $r := .Values.services.trainer.registry }}
+{{- if $r.uri }}
+{{- with $r.s3.endpoint }}
+- name: AWS_ENDPOINT_URL_S3
+  value: {{ . | quote }}
+{{- end }}
+{{- with $r.s3.region }}
+- name: AWS_DEFAULT_REGION
+  value: {{ . | quote }}
+{{- end }}
+{{- if $r.s3.existingSecret }}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef: {name: {{ $r.s3.existingSecret }}, key: AWS_ACCESS_KEY_ID}
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef: {name: {{ $r.s3.existingSecret }}, key: AWS_SECRET_ACCESS_KEY}
+{{- end }}
+{{- end }}
+{{- end -}}

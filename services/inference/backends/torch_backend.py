@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-
-from services.inference.backends.base import EncoderBackend
+from distillery_services.inference.backends.base import EncoderBackend
 
 
 def pick_device(device: str) -> str:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from services.oracle_gateway.config import OracleConfig
-from services.oracle_gateway.providers.anthropic_messages import AnthropicProvider
-from services.oracle_gateway.providers.base import (
+from distillery_services.oracle_gateway.config import OracleConfig
+from distillery_services.oracle_gateway.providers.anthropic_messages import AnthropicProvider
+from distillery_services.oracle_gateway.providers.base import (
     AuthError,
     BadRequestError,
     Provider,
@@ -14,9 +14,9 @@ from services.oracle_gateway.providers.base import (
     RateLimitedError,
     redact,
 )
-from services.oracle_gateway.providers.gemini import GeminiProvider
-from services.oracle_gateway.providers.openai_compat import OpenAIProvider
-from services.oracle_gateway.providers.synthetic import SYNTHETIC_MODEL, SyntheticProvider
+from distillery_services.oracle_gateway.providers.gemini import GeminiProvider
+from distillery_services.oracle_gateway.providers.openai_compat import OpenAIProvider
+from distillery_services.oracle_gateway.providers.synthetic import SYNTHETIC_MODEL, SyntheticProvider
 
 _HTTP = {"openai": OpenAIProvider, "anthropic": AnthropicProvider, "gemini": GeminiProvider}
 

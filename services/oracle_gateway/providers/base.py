@@ -11,8 +11,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
+from distillery.articles import Article
 from distillery.filters.spec import FilterSpec
-from distillery.v1 import article_pb2
 
 
 @dataclass
@@ -21,7 +21,7 @@ class ProviderRequest:
 
     prompt: str
     spec: FilterSpec
-    article: article_pb2.Article
+    article: Article
     temperature: float = 0.0
     max_output_tokens: int = 1024
     json_schema: dict[str, Any] | None = None
@@ -40,6 +40,8 @@ class ProviderResponse:
     cached_input_tokens: int = 0
     output_tokens: int = 0
     raw: str = ""
+    # What the provider said about its rate limits with this answer (headers), when it said anything.
+    rate: Any = None
 
 
 class ProviderError(RuntimeError):
@@ -47,11 +49,14 @@ class ProviderError(RuntimeError):
 
     code = "UNAVAILABLE"
 
-    def __init__(self, message: str, *, retryable: bool, status: int = 0, retry_after: float | None = None):
+    def __init__(self, message: str, *, retryable: bool, status: int = 0, retry_after: float | None = None,
+                 rate: Any = None, timed_out: bool = False):
         super().__init__(message)
         self.retryable = retryable
         self.status = status
         self.retry_after = retry_after
+        self.rate = rate  # RateInfo from the error's headers, when any
+        self.timed_out = timed_out
 
 
 class RateLimitedError(ProviderError):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.oracle_gateway.providers.base import ProviderError, ProviderRequest, ProviderResponse
-from services.oracle_gateway.providers.http_base import HttpProvider
+from distillery_services.oracle_gateway.providers.base import ProviderError, ProviderRequest, ProviderResponse
+from distillery_services.oracle_gateway.providers.http_base import HttpProvider
 
 
 class GeminiProvider(HttpProvider):
@@ -44,4 +44,4 @@ class GeminiProvider(HttpProvider):
             text=text, model=str(data.get("modelVersion") or self.model),
             input_tokens=max(int(usage.get("promptTokenCount") or 0) - cached, 0), cached_input_tokens=cached,
             output_tokens=int(usage.get("candidatesTokenCount") or 0) + int(usage.get("thoughtsTokenCount") or 0),
-            raw=raw)
+            raw=raw, rate=self.last_rate())

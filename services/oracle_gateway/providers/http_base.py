@@ -7,12 +7,12 @@ budgets and metrics see every attempt.
 from __future__ import annotations
 
 import email.utils
+import threading
 import time
 from typing import Any
 
 import httpx
-
-from services.oracle_gateway.providers.base import (
+from distillery_services.oracle_gateway.providers.base import (
     AuthError,
     BadRequestError,
     Provider,
@@ -20,6 +20,10 @@ from services.oracle_gateway.providers.base import (
     RateLimitedError,
     redact,
 )
+from distillery_services.oracle_gateway.ratelimit import RateInfo, rate_info
+
+# Answers of some providers to a wrong key that are not 401/403 (Gemini: 400 API_KEY_INVALID).
+_INVALID_KEY = ("api_key_invalid", "invalid api key", "invalid_api_key", "incorrect api key", "invalid x-api-key")
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -51,6 +55,7 @@ class HttpProvider(Provider):
         self.json_mode = json_mode
         self.thinking_budget = thinking_budget
         self.timeout_seconds = timeout_seconds
+        self._last = threading.local()
         self._client = httpx.Client(
             timeout=httpx.Timeout(timeout_seconds, connect=min(10.0, timeout_seconds)),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
@@ -67,21 +72,34 @@ class HttpProvider(Provider):
                      **kwargs: Any) -> tuple[dict, str]:
         """One HTTP call; returns (parsed JSON, raw text) or raises a typed ProviderError (key redacted)."""
         url = f"{self.base_url}{path}"
+        limit = timeout or self.timeout_seconds
+        self._last.rate = None
         try:
-            resp = self._client.request(method, url, json=json_body, timeout=timeout or self.timeout_seconds,
-                                        **kwargs)
+            resp = self._client.request(method, url, json=json_body, timeout=limit, **kwargs)
         except httpx.TimeoutException as exc:
-            raise ProviderError(f"{self.name}: timed out after {self.timeout_seconds:g}s ({type(exc).__name__})",
-                                retryable=True) from None
+            raise ProviderError(f"{self.name}: timed out after {limit:.3g}s ({type(exc).__name__})",
+                                retryable=True, timed_out=True) from None
         except httpx.HTTPError as exc:
             raise ProviderError(f"{self.name}: connection failed: {self._redact(str(exc))}", retryable=True) from None
         raw = resp.text
-        self.check_status(resp.status_code, raw, resp.headers.get("retry-after"))
+        retry_after = parse_retry_after(resp.headers.get("retry-after"))
+        self._last.rate = rate_info(resp.headers, retry_after)
+        try:
+            self.check_status(resp.status_code, raw, resp.headers.get("retry-after"))
+        except ProviderError as exc:
+            exc.rate = self._last.rate
+            if exc.rate is not None and exc.rate.retry_after is not None:
+                exc.retry_after = exc.rate.retry_after  # retry-after-ms is finer than Retry-After
+            raise
         try:
             return resp.json(), raw
         except ValueError:
             raise ProviderError(f"{self.name}: HTTP {resp.status_code} with a body that is not JSON",
                                 retryable=True, status=resp.status_code) from None
+
+    def last_rate(self) -> RateInfo | None:
+        """The rate-limit headers of this thread's last answer (None when it carried none)."""
+        return getattr(self._last, "rate", None)
 
     def check_status(self, status: int, body: str, retry_after: str | None) -> None:
         if status < 400:
@@ -90,8 +108,8 @@ class HttpProvider(Provider):
         msg = f"{self.name}: HTTP {status}: {snippet}"
         if status == 429:
             raise RateLimitedError(msg, retryable=True, status=status, retry_after=parse_retry_after(retry_after))
-        if status in (401, 403):
-            raise AuthError(f"{self.name}: HTTP {status}: authentication failed (check the API key)",
+        if status in (401, 403) or (status == 400 and any(s in body.lower() for s in _INVALID_KEY)):
+            raise AuthError(f"{self.name}: HTTP {status}: the provider rejected the API key ({snippet})",
                             retryable=False, status=status)
         if status in (408, 409, 425) or status >= 500:
             raise ProviderError(msg, retryable=True, status=status, retry_after=parse_retry_after(retry_after))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.oracle_gateway.providers.base import ProviderError, ProviderRequest, ProviderResponse
-from services.oracle_gateway.providers.http_base import HttpProvider, messages_for
+from distillery_services.oracle_gateway.providers.base import ProviderError, ProviderRequest, ProviderResponse
+from distillery_services.oracle_gateway.providers.http_base import HttpProvider, messages_for
 
 
 class OpenAIProvider(HttpProvider):
@@ -34,7 +34,9 @@ class OpenAIProvider(HttpProvider):
     def complete(self, request: ProviderRequest) -> ProviderResponse:
         data, raw = self.request_json("POST", "/chat/completions", json_body=self.body(request),
                                       timeout=request.timeout_seconds)
-        return self.read(data, raw)
+        response = self.read(data, raw)
+        response.rate = self.last_rate()
+        return response
 
     def read(self, data: dict, raw: str) -> ProviderResponse:
         try:

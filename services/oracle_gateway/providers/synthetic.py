@@ -21,9 +21,10 @@ import json
 import random
 import re
 
+from distillery_services.oracle_gateway.providers.base import Provider, ProviderRequest, ProviderResponse
+
 from distillery.filters.prompt import NO_EVIDENCE
 from distillery.filters.spec import Dimension, FilterSpec
-from services.oracle_gateway.providers.base import Provider, ProviderRequest, ProviderResponse
 
 SYNTHETIC_MODEL = "synthetic-oracle-v1"
 _WORD = re.compile(r"[a-z][a-z\-]{4,}")

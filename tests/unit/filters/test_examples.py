@@ -75,7 +75,7 @@ def test_sustainability_dimensions_match_the_real_dataset():
 
 def test_shipped_prefilter_rules_compile_in_the_prefilter_engine():
     """The rules are data for services/prefilter; every keyword and regex must compile there."""
-    engine_module = pytest.importorskip("services.prefilter.engine")
+    engine_module = pytest.importorskip("distillery_services.prefilter.engine")
     catalog = FilterCatalog.load(SHIPPED)
     engine = engine_module.PrefilterEngine(catalog.latest())
     assert {name for name, _ in engine.refs()} >= EXPECTED

@@ -26,7 +26,28 @@ def test_scaffold_validates_for_any_dimension_count(tmp_path, n):
 def test_scaffold_with_named_dimensions(tmp_path):
     spec = load_filter(new_filter("nature", "recovery_evidence, species_benefit,scale", tmp_path))
     assert spec.dimension_names == ["recovery_evidence", "species_benefit", "scale"]
-    assert spec.gatekeepers[0].dimension == "scale"
+    assert spec.gatekeepers == [] and spec.content_caps == [] and not spec.prefilter.enabled
+
+
+def test_scaffold_adds_rules_only_when_asked(tmp_path):
+    plain = new_filter("plain", 3, tmp_path)
+    text = (plain / "filter.yaml").read_text(encoding="utf-8")
+    # Nobody asked: no gatekeeper, cap or prefilter rule, but each is there as a commented example.
+    assert "\n# gatekeepers:" in text and "\n# content_caps:" in text and "\n#   min_length: 300" in text
+    spec = load_filter(plain)
+    assert (spec.gatekeepers, spec.content_caps, spec.prefilter.enabled) == ([], [], False)
+
+    asked = load_filter(new_filter("asked", "impact,evidence,scale", tmp_path, gatekeepers=["evidence"],
+                                   content_cap=True, prefilter=True))
+    assert [g.dimension for g in asked.gatekeepers] == ["evidence"]
+    assert [c.name for c in asked.content_caps] == ["pure_speculation"]
+    assert asked.prefilter.enabled and asked.prefilter.min_length == 300 and asked.prefilter.exclusions
+
+
+def test_scaffold_rejects_a_gatekeeper_on_an_unknown_dimension(tmp_path):
+    with pytest.raises(ValueError, match="not a dimension of this filter"):
+        new_filter("gated", 3, tmp_path, gatekeepers=["impact"])
+    assert not any(tmp_path.iterdir())
 
 
 def test_equal_weights_sum_to_one():

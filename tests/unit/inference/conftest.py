@@ -6,8 +6,7 @@ import threading
 import time
 
 import numpy as np
-
-from services.inference.models import CHEAP, PRIMARY, ModelRef, Prediction, SharedOutput
+from distillery_services.inference.models import CHEAP, PRIMARY, ModelRef, Prediction, SharedOutput
 
 
 class KeywordModel:

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from distillery_services.inference.audit import AuditMatcher, PredictionStore, SlidingMae
 from prometheus_client import REGISTRY
 
-from distillery.v1 import common_pb2, oracle_pb2
-from services.inference.audit import AuditMatcher, PredictionStore, SlidingMae
+from distillery.labels import DimensionLabel, FilterRef, LabelReason, OracleLabel
 
 
 def sample(name: str, **labels) -> float | None:
@@ -40,10 +40,9 @@ def result(filter_name: str, calibrated, width: float = 1.0) -> Result:
     return Result(filter_name, 1, ["a", "b"], c, c - width, c + width)
 
 
-def label(article_id: str, filter_name: str, scores: dict, reason=oracle_pb2.LABEL_REASON_AUDIT):
-    return oracle_pb2.OracleLabel(
-        article_id=article_id, filter=common_pb2.FilterRef(name=filter_name, version=1), reason=reason,
-        dimensions=[oracle_pb2.DimensionLabel(name=k, score=v) for k, v in scores.items()])
+def label(article_id: str, filter_name: str, scores: dict, reason=LabelReason.AUDIT):
+    return OracleLabel(article_id=article_id, filter=FilterRef(name=filter_name, version=1), reason=reason,
+                       dimensions=[DimensionLabel(name=k, score=v) for k, v in scores.items()])
 
 
 def test_store_is_lru_bounded_and_forgets_after_ttl():
@@ -123,7 +122,7 @@ def test_uncertain_labels_feed_only_the_histogram_and_other_reasons_are_ignored(
     f = "audit_unit_f2"
     matcher = AuditMatcher(PredictionStore(100, 3600), window=10)
     matcher.store.remember("u1", result(f, [5.0, 5.0]), "uncertain")
-    out = matcher.observe(label("u1", f, {"a": 9.0, "b": 1.0}, reason=oracle_pb2.LABEL_REASON_UNCERTAIN))
+    out = matcher.observe(label("u1", f, {"a": 9.0, "b": 1.0}, reason=LabelReason.UNCERTAIN))
     assert out.status == "matched" and out.reason == "uncertain"
     assert sample("distillery_inference_audit_abs_error_sum", filter=f, dimension="a",
                   reason="uncertain") == pytest.approx(4.0)
@@ -132,7 +131,7 @@ def test_uncertain_labels_feed_only_the_histogram_and_other_reasons_are_ignored(
     assert sample("distillery_inference_audit_matched_total", filter=f, reason="uncertain") == 1
 
     matcher.store.remember("t1", result(f, [5.0, 5.0]), "audit")
-    assert matcher.observe(label("t1", f, {"a": 1.0}, reason=oracle_pb2.LABEL_REASON_TRAINING)).status == "ignored"
+    assert matcher.observe(label("t1", f, {"a": 1.0}, reason=LabelReason.TRAINING)).status == "ignored"
     assert len(matcher.store) == 1  # a training label of the same article does not consume the prediction
 
 

@@ -28,7 +28,7 @@ def corpus():
 
 @pytest.fixture(scope="module")
 def torch_encoder():
-    from services.inference.backends import make_encoder
+    from distillery_services.inference.backends import make_encoder
 
     # fp32 explicitly: the reference comparisons below are exact (auto picks bf16 on CPUs with native bf16).
     return make_encoder("torch", "all-MiniLM-L6-v2", 64, 64, max_batch_tokens=4096, dtype="float32")
@@ -69,7 +69,7 @@ def _mae(probe, a, b):
 
 @pytest.mark.slow
 def test_onnx_fp32_scores_agree_with_torch_within_0_02_mae(corpus, probe, torch_encoder, tmp_path_factory):
-    from services.inference.backends import make_encoder
+    from distillery_services.inference.backends import make_encoder
 
     _spec, texts, _y = corpus
     onnx = make_encoder("onnx", "all-MiniLM-L6-v2", 64, 64, onnx_dir=tmp_path_factory.getbasetemp() / "onnx")
@@ -81,8 +81,7 @@ def test_onnx_fp32_scores_agree_with_torch_within_0_02_mae(corpus, probe, torch_
 def test_onnx_int8_quantises_weight_products_and_keeps_attention_fp32(tmp_path_factory):
     """int8 runs the weight MatMuls on integer kernels; activation x activation products (attention) stay fp32."""
     import onnx
-
-    from services.inference.backends import make_encoder
+    from distillery_services.inference.backends import make_encoder
 
     int8 = make_encoder("onnx", "all-MiniLM-L6-v2", 64, 64, onnx_dir=tmp_path_factory.getbasetemp() / "onnx",
                         quantize=True)
@@ -108,7 +107,7 @@ class _Perturbed:
 
 @pytest.mark.parametrize("scale,accepted", [(0.0, True), (0.5, False)])
 def test_int8_guard_falls_back_to_fp32_when_scores_move(corpus, probe, torch_encoder, tmp_path, scale, accepted):
-    from services.inference.registry_source import INT8_MAX_MAE, RegistrySource
+    from distillery_services.inference.registry_source import INT8_MAX_MAE, RegistrySource
 
     spec, _texts, _y = corpus
     source = RegistrySource(tmp_path / "registry", backend="onnx", quantize=True, onnx_dir=tmp_path / "onnx")
@@ -134,8 +133,9 @@ def test_int8_guard_falls_back_to_fp32_when_scores_move(corpus, probe, torch_enc
     ({"backend": "torch", "int8": True}, "int8 needs backend onnx or openvino"),
 ])
 def test_backend_options_that_do_not_apply_are_clear_config_errors(settings, message):
+    from distillery_services.inference.config import InferenceSettings
+
     from distillery.config import ConfigError
-    from services.inference.config import InferenceSettings
 
     with pytest.raises(ConfigError, match=message):
         InferenceSettings.load(**settings)
@@ -145,7 +145,7 @@ def test_backend_options_that_do_not_apply_are_clear_config_errors(settings, mes
 @pytest.mark.slow
 def test_int8_is_served_only_within_0_02_mae(corpus, probe, torch_encoder, tmp_path_factory):
     """int8 dynamic quantisation is guarded: the served encoder always keeps the head within 0.02 MAE."""
-    from services.inference.registry_source import INT8_MAX_MAE, RegistrySource
+    from distillery_services.inference.registry_source import INT8_MAX_MAE, RegistrySource
 
     spec, texts, _y = corpus
     source = RegistrySource(tmp_path_factory.getbasetemp() / "registry", backend="onnx", quantize=True,
@@ -162,7 +162,7 @@ def test_int8_is_served_only_within_0_02_mae(corpus, probe, torch_encoder, tmp_p
 
 @pytest.mark.slow
 def test_torch_bf16_scores_agree_with_fp32_within_0_02_mae(corpus, probe, torch_encoder):
-    from services.inference.backends import make_encoder
+    from distillery_services.inference.backends import make_encoder
 
     _spec, texts, _y = corpus
     bf16 = make_encoder("torch", "all-MiniLM-L6-v2", 64, 64, max_batch_tokens=4096, dtype="bfloat16")
@@ -173,7 +173,7 @@ def test_torch_bf16_scores_agree_with_fp32_within_0_02_mae(corpus, probe, torch_
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_openvino_scores_agree_with_torch_within_0_02_mae(corpus, probe, torch_encoder, tmp_path_factory, dtype):
-    from services.inference.backends import make_encoder
+    from distillery_services.inference.backends import make_encoder
 
     _spec, texts, _y = corpus
     ov = make_encoder("openvino", "all-MiniLM-L6-v2", 64, 64, onnx_dir=tmp_path_factory.getbasetemp() / "ov",
@@ -183,12 +183,20 @@ def test_openvino_scores_agree_with_torch_within_0_02_mae(corpus, probe, torch_e
     assert float((reference * served).sum(axis=1).min()) > 0.999
     assert _mae(probe, reference, served) <= 0.02
     assert ov.embed([]).shape == (0, 384)
+    # Full-width batches run on the static-width model: the same embeddings as the dynamic one.
+    ids = ov.token_ids(held)
+    rows = np.array([i for i, x in enumerate(ids) if len(x) > ov.full_width - 32][:4])
+    assert len(rows)
+    input_ids, mask = ov.pad(ids, rows)
+    assert input_ids.shape[1] == ov.full_width
+    dynamic = ov.compiled.create_infer_request().infer({"input_ids": input_ids, "attention_mask": mask})
+    np.testing.assert_allclose(ov.forward(input_ids, mask), dynamic[ov._output], atol=1e-3)
 
 
 @pytest.mark.slow
 def test_openvino_int8_is_calibrated_guarded_and_cached(corpus, probe, tmp_path_factory):
-    from services.inference.backends import make_encoder
-    from services.inference.registry_source import RegistrySource
+    from distillery_services.inference.backends import make_encoder
+    from distillery_services.inference.registry_source import RegistrySource
 
     spec, texts, _y = corpus
     cache = tmp_path_factory.getbasetemp() / "ov"
@@ -211,7 +219,7 @@ def test_openvino_int8_is_calibrated_guarded_and_cached(corpus, probe, tmp_path_
 
 
 def test_int8_calibrates_and_is_gated_on_held_out_articles_when_the_version_has_them(corpus):
-    from services.inference.registry_source import MIN_SAMPLES, calibration_texts, gate_texts
+    from distillery_services.inference.registry_source import MIN_SAMPLES, calibration_texts, gate_texts
 
     spec, texts, _y = corpus
     samples = texts[:40]

@@ -2,9 +2,9 @@ import threading
 import time
 
 import pytest
+from distillery_services.inference.batcher import DeadlineExceededError, DynamicBatcher
 
 from distillery.rpc.errors import OverloadedError
-from services.inference.batcher import DeadlineExceededError, DynamicBatcher
 
 
 def _echo(batches):
@@ -93,4 +93,27 @@ def test_process_error_reaches_every_caller_and_worker_survives():
     with pytest.raises(RuntimeError, match="boom"):
         f[0].result(5)
     assert b.submit([2], [1])[0].result(5)[0] == 2
+    b.close()
+
+
+def test_futures_time_out_cancel_and_report_like_concurrent_futures():
+    from concurrent.futures import CancelledError
+    from concurrent.futures import TimeoutError as FutureTimeout
+
+    gate = threading.Event()
+
+    def held(payloads, info):
+        gate.wait(5)
+        return payloads
+
+    b = DynamicBatcher("t", held, max_batch_size=1, max_wait_s=0)
+    running, queued, kept = b.submit(["a", "b", "c"], [1, 1, 1])
+    with pytest.raises(FutureTimeout):
+        running.result(0.01)
+    assert queued.cancel() and queued.cancelled() and queued.done()
+    with pytest.raises(CancelledError):
+        queued.result(1)
+    gate.set()
+    assert kept.result(5)[0] == "c" and not kept.cancel()
+    assert running.result(5)[0] == "a"
     b.close()

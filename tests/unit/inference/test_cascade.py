@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from distillery_services.inference.cascade import medium_threshold, pick_threshold, tune
 
 from distillery.filters import FilterCatalog
-from services.inference.cascade import medium_threshold, pick_threshold, tune
 
 REPO = Path(__file__).resolve().parents[3]
 FILTERS = REPO / "filters"

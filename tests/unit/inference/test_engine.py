@@ -3,13 +3,13 @@ import time
 from pathlib import Path
 
 import pytest
+from distillery_services.inference.batcher import DeadlineExceededError
+from distillery_services.inference.engine import BatchLimits, ScoringEngine
+from distillery_services.inference.models import CHEAP, PRIMARY
 
 from distillery.filters import FilterCatalog, UnknownFilterError
 from distillery.rpc.errors import PreconditionError, UnavailableError
 from distillery.v1 import article_pb2
-from services.inference.batcher import DeadlineExceededError
-from services.inference.engine import BatchLimits, ScoringEngine
-from services.inference.models import CHEAP, PRIMARY
 
 FILTERS = Path(__file__).resolve().parents[3] / "filters"
 

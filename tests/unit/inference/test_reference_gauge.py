@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from distillery_services.inference.engine import BatchLimits, ScoringEngine
+from distillery_services.inference.registry_source import RegistrySource
 from prometheus_client import REGISTRY
 
 from distillery.calibration import Calibration
+from distillery.drift import OVERALL, SCORE_BANDS, reference_distribution
 from distillery.filters.spec import FilterSpec
-from distillery.registry import OVERALL, SCORE_BANDS, ModelRegistry, reference_distribution
+from distillery.registry import ModelRegistry
 from distillery.students import compose_text, make_student
+from distillery.testing.labelled import generate
 from distillery.v1 import article_pb2
-from services.inference.engine import BatchLimits, ScoringEngine
-from services.inference.registry_source import RegistrySource
-from services.trainer.synthetic import generate
 
 DIMS = ["climate", "evidence"]
 BANDS = [name for name, _ in SCORE_BANDS]

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from distillery_services.inference.engine import BatchLimits, ScoringEngine
+from distillery_services.inference.models import PRIMARY
+from distillery_services.inference.servicer import to_proto
 
 from distillery.filters import FilterCatalog
 from distillery.v1 import article_pb2
-from services.inference.engine import BatchLimits, ScoringEngine
-from services.inference.models import PRIMARY
-from services.inference.servicer import to_proto
 
 FILTERS = Path(__file__).resolve().parents[3] / "filters"
 
@@ -203,11 +203,12 @@ def test_single_model_reports_zero_spread(specs, kit):
 
 
 def test_registry_ensemble_serves_its_members_spread(specs, tmp_path):
+    from distillery_services.inference.registry_source import RegistrySource
+
     from distillery.calibration import Calibration
     from distillery.registry import ModelRegistry
     from distillery.students import compose_text, make_student
     from distillery.synthetic import generate, scores_of
-    from services.inference.registry_source import RegistrySource
 
     spec = _with_spread_limit(specs[0], 0.05)
     records = list(generate(spec, 120, seed=3))
@@ -251,11 +252,12 @@ def test_views_of_one_multi_model_share_one_encoder_and_one_trunk_pass(specs):
     """Two filters' registry versions of one multi student (separately loaded copies, equal weights)."""
     import types
 
+    from distillery_services.inference.models import student_text
+    from distillery_services.inference.registry_source import RegistryModel
+
     from distillery.calibration import Calibration
     from distillery.students import make_student
     from distillery.students.multi import qualified
-    from services.inference.models import student_text
-    from services.inference.registry_source import RegistryModel
 
     columns = [qualified(s.ref, d) for s in specs for d in s.dimension_names]
     original = make_student("multi", columns, hidden=16)
@@ -277,7 +279,7 @@ def test_views_of_one_multi_model_share_one_encoder_and_one_trunk_pass(specs):
             self.encoder = encoder
 
         def promoted(self, spec):
-            from services.inference.models import ModelRef
+            from distillery_services.inference.models import ModelRef
 
             return {PRIMARY: ModelRef(spec.name, PRIMARY, f"{spec.name}-m1", "multi")}
 
@@ -298,11 +300,12 @@ def test_views_of_one_multi_model_share_one_encoder_and_one_trunk_pass(specs):
 
 
 def test_a_served_stack_embeds_its_probe_member_through_the_encoder_backend(specs, tmp_path):
+    from distillery_services.inference.registry_source import BackendEncoder, RegistrySource
+
     from distillery.calibration import Calibration
     from distillery.registry import ModelRegistry
     from distillery.students import compose_text, make_student
     from distillery.synthetic import generate, scores_of
-    from services.inference.registry_source import BackendEncoder, RegistrySource
 
     spec = specs[0]
     records = list(generate(spec, 90, seed=5))

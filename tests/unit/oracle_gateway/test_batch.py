@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from distillery_services.oracle_gateway.batch import BatchAPI, run_batch_job
+from distillery_services.oracle_gateway.config import OracleConfig, OracleGatewaySettings, Price
+from distillery_services.oracle_gateway.engine import OracleEngine
 
 from distillery import synthetic
-from distillery.articles import from_record
-from services.oracle_gateway.batch import BatchAPI, run_batch_job
-from services.oracle_gateway.config import OracleConfig, OracleGatewaySettings, Price
-from services.oracle_gateway.engine import OracleEngine
-from services.oracle_gateway.fake_llm import FakeLLMConfig, FakeLLMServer
+from distillery.articles import Article
+from distillery.testing.fake_provider import FakeLLMConfig, FakeLLMServer
 
 PRICE = Price(input=1.0, output=2.0)
 
@@ -17,7 +17,7 @@ PRICE = Price(input=1.0, output=2.0)
 @pytest.mark.parametrize("kind", ["openai", "anthropic"])
 def test_batch_job_labels_at_half_price_and_resumes(tmp_path, catalog, kind):
     spec = catalog.get("uplifting")
-    articles = [from_record(r) for r in synthetic.generate(spec, 12, seed=4)]
+    articles = [Article.from_record(r) for r in synthetic.generate(spec, 12, seed=4)]
     with FakeLLMServer(FakeLLMConfig(api_key="k-123456")) as fake:
         base = fake.url + ("/v1" if kind == "openai" else "")
         settings = OracleGatewaySettings(state_dir=tmp_path, oracles={"b": OracleConfig(
@@ -35,6 +35,12 @@ def test_batch_job_labels_at_half_price_and_resumes(tmp_path, catalog, kind):
             sync = (u.input_tokens * 1.0 + u.output_tokens * 2.0) / 1e6
             half += u.cost_usd == pytest.approx(sync / 2)
         assert half == 11  # every batch answer at half price; the re-asked one at the synchronous price
+        # The ledger holds every billed call, the unusable batch answer included, as the provider bills them.
+        calls = engine.store.calls()
+        assert len(calls) == len(fake.billed) == 13 and sum(c["batch"] for c in calls) == 12
+        bill = sum((c["input_tokens"] * 1.0 + c["output_tokens"] * 2.0) / 1e6 * (0.5 if c["batch"] else 1.0)
+                   for c in fake.billed)
+        assert engine.store.spent() == pytest.approx(bill, abs=1e-12)
         requests = fake.stats["requests"]
         again = run_batch_job(engine, spec, articles, "b", job_id="jb", chunk=5)
         assert again.cached == 12 and again.labelled == 0 and fake.stats["requests"] == requests

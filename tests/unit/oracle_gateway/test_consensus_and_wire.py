@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import pytest
-
-from distillery.store import LabelStore
-from distillery.v1 import article_pb2, common_pb2, oracle_pb2
-from services.oracle_gateway.consensus import CONSENSUS_MODEL, agreement
-from services.oracle_gateway.fake_llm import FakeLLMServer
-from services.oracle_gateway.providers import (
+from distillery_services.oracle_gateway.consensus import CONSENSUS_MODEL, agreement
+from distillery_services.oracle_gateway.providers import (
     AnthropicProvider,
     GeminiProvider,
     OpenAIProvider,
     ProviderRequest,
 )
 
+from distillery.articles import Article
+from distillery.labels import DimensionLabel, FilterRef, OracleLabel
+from distillery.store import LabelStore
+from distillery.testing.fake_provider import FakeLLMServer
+
 
 def _put(store, article_id, model, scores):
-    article = article_pb2.Article(id=article_id, title="t", text="x")
-    store.put(article, oracle_pb2.OracleLabel(
-        article_id=article_id, filter=common_pb2.FilterRef(name="f", version=1), prompt_hash="p",
-        oracle_model=model, dimensions=[oracle_pb2.DimensionLabel(name=k, score=v) for k, v in scores.items()]))
+    article = Article(id=article_id, title="t", text="x")
+    store.put(article, OracleLabel(
+        article_id=article_id, filter=FilterRef(name="f", version=1), prompt_hash="p",
+        oracle_model=model, dimensions=[DimensionLabel(name=k, score=v) for k, v in scores.items()]))
 
 
 def test_agreement_and_median_consensus(tmp_path):
@@ -45,7 +46,7 @@ def test_agreement_and_median_consensus(tmp_path):
 
 def test_request_bodies_per_provider(catalog):
     spec = catalog.get("uplifting")
-    req = ProviderRequest(prompt="PROMPT", spec=spec, article=article_pb2.Article(id="a"), temperature=0.0,
+    req = ProviderRequest(prompt="PROMPT", spec=spec, article=Article(id="a"), temperature=0.0,
                           max_output_tokens=500, json_schema={"type": "object"})
     with FakeLLMServer() as fake:
         openai = OpenAIProvider("o", "gpt", fake.url + "/v1", "k", 5.0)

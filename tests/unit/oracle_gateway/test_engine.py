@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
+from distillery_services.oracle_gateway.config import OracleConfig, OracleGatewaySettings, Price
+from distillery_services.oracle_gateway.engine import (
+    OracleAuthError,
+    OracleEngine,
+    OracleFailure,
+    UnknownOracleError,
+)
 
 from distillery import synthetic
-from distillery.articles import from_record
+from distillery.articles import Article
+from distillery.labels import FilterRef, LabelRequest
 from distillery.rpc.errors import BudgetExhaustedError
-from distillery.v1 import article_pb2, common_pb2, oracle_pb2
-from services.oracle_gateway.config import OracleConfig, OracleGatewaySettings, Price
-from services.oracle_gateway.engine import OracleEngine, OracleFailure, UnknownOracleError
-from services.oracle_gateway.fake_llm import CORRECTIVE_PREFIX, FakeLLMConfig, FakeLLMServer
+from distillery.testing.fake_provider import CORRECTIVE_PREFIX, FakeLLMConfig, FakeLLMServer
 
 SECRET = "sk-test-SECRETSECRET1234567890"
 PRICE = Price(input=1.0, cached_input=0.5, output=2.0)
@@ -43,13 +49,12 @@ def _engine(tmp_path, catalog, fake=None, kind="openai", **extra):
 def _request(catalog, i=0, oracle="paid", job_id="", text=None, article_id=None):
     spec = catalog.get("uplifting")
     record = list(synthetic.generate(spec, i + 1, seed=11))[i]
-    article = from_record(record)
+    article = Article.from_record(record)
     if text is not None:
         article.text = text
     if article_id is not None:
         article.id = article_id
-    return oracle_pb2.LabelRequest(article=article, filter=common_pb2.FilterRef(name="uplifting"), oracle=oracle,
-                                   job_id=job_id)
+    return LabelRequest(article=article, filter=FilterRef(name="uplifting"), oracle=oracle, job_id=job_id)
 
 
 def test_synthetic_label_is_stored_and_idempotent(tmp_path, catalog):
@@ -116,12 +121,21 @@ def test_repair_and_corrective_retry_then_dead_letter(tmp_path, catalog, fake):
 
 def test_auth_errors_are_not_retried_and_keys_never_leak(tmp_path, catalog, fake, caplog):
     engine, delays = _engine(tmp_path, catalog, fake)
+    engine.latch_auth_failures = True  # as a job does
     fake.inject("auth")
     caplog.set_level(logging.DEBUG)
     with pytest.raises(OracleFailure) as info:
         engine.label(_request(catalog))
     assert info.value.code == "PERMISSION_DENIED" and fake.stats["requests"] == 1 and delays == []
+    assert isinstance(info.value, OracleAuthError) and "api_key setting of this oracle" in str(info.value)
     assert SECRET not in str(info.value)
+    assert engine.store.dead_letters() == []  # the article is fine: fixing the key labels it
+    # Fail fast: no further request reaches the provider with a rejected key.
+    with pytest.raises(OracleAuthError):
+        engine.label(_request(catalog, 2))
+    assert fake.stats["requests"] == 1
+    engine.close()
+    engine, delays = _engine(tmp_path, catalog, fake)
     fake.inject("500", "500", "500", "500", "500", "500")
     with pytest.raises(OracleFailure) as info:
         engine.label(_request(catalog, 1))
@@ -207,8 +221,7 @@ def test_invalid_article(tmp_path, catalog):
     from distillery.articles import InvalidArticleError
 
     with pytest.raises(InvalidArticleError):
-        engine.label(oracle_pb2.LabelRequest(article=article_pb2.Article(title="t", text=" "),
-                                             filter=common_pb2.FilterRef(name="uplifting")))
+        engine.label(LabelRequest(article=Article(title="t", text=" "), filter=FilterRef(name="uplifting")))
     engine.close()
 
 
@@ -234,3 +247,19 @@ def test_cached_template_renders_the_reference_prompt(tmp_path, catalog):
                                                          article.published_at)
     assert engine.prompt_hash(spec) == prompt_hash(spec)
     engine.close()
+
+
+def test_the_limiter_learns_a_spent_quota_from_the_providers_headers(tmp_path, catalog):
+    # The provider allows 3 requests per fixed second and says so in x-ratelimit-* headers; the oracle is
+    # configured with no limit at all. Sequential requests: the answer that reports 0 remaining holds the
+    # next request until the reset, so none is refused although 9 requests cannot fit in one second.
+    with FakeLLMServer(FakeLLMConfig(rate_windows=[{"unit": "requests", "limit": 3, "seconds": 1.0}])) as strict:
+        settings = OracleGatewaySettings(state_dir=tmp_path, oracles={"paid": OracleConfig(
+            kind="openai", model="m-1", base_url=strict.url + "/v1", price=PRICE)})
+        delays: list[float] = []
+        engine = OracleEngine(settings, catalog, sleep=lambda s: (delays.append(s), time.sleep(s)))
+        for i in range(9):
+            engine.label(_request(catalog, i))
+        engine.close()
+        assert strict.stats.get("rate_limited", 0) == 0 and strict.stats["requests"] == 9
+        assert delays  # held until the provider's reset

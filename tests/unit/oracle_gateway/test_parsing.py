@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from services.oracle_gateway.parsing import ResponseInvalidError, corrective_message, parse_response
+from distillery_services.oracle_gateway.parsing import (
+    ResponseInvalidError,
+    corrective_message,
+    parse_response,
+)
 
 
 @pytest.fixture()

@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from services.oracle_gateway.config import OracleConfig, OracleGatewaySettings, Price
-from services.oracle_gateway.engine import OracleEngine
-from services.oracle_gateway.fake_llm import FakeLLMConfig, FakeLLMServer, is_writer_prompt
-from services.oracle_gateway.parsing import ResponseInvalidError
-from services.oracle_gateway.synthesize import (
+from distillery_services.oracle_gateway.config import OracleConfig, OracleGatewaySettings, Price
+from distillery_services.oracle_gateway.engine import OracleEngine
+from distillery_services.oracle_gateway.parsing import ResponseInvalidError
+from distillery_services.oracle_gateway.synthesize import (
     LEVELS,
     SYNTHETIC_JOB,
     SYNTHETIC_PROFILE,
@@ -24,6 +22,8 @@ from services.oracle_gateway.synthesize import (
     render_writer_prompt,
     run_synthesis,
 )
+
+from distillery.testing.fake_provider import FakeLLMConfig, FakeLLMServer, is_writer_prompt
 
 SECRET = "sk-synth-SECRET-0123456789abcdef"
 PRICE = Price(input=1.0, output=2.0)
@@ -116,6 +116,10 @@ def test_writes_labels_and_stores_synthetic_articles_then_resumes(tmp_path, cata
         assert engine.store.count(spec.name, include_synthetic=False) == 0
         writer_requests = [p for p in fake.prompts if is_writer_prompt(p)]
         assert len(writer_requests) == 6  # 5 articles + 1 re-ask
+        # Every billed call, the writer's included (the unusable first answer too), is in the cost ledger.
+        outcomes = sorted(c["outcome"] for c in engine.store.calls(job_id="job-s1"))
+        assert outcomes == ["invalid"] + ["labelled"] * 5 + ["written"] * 5
+        assert engine.store.spent(job_id="job-s1") == pytest.approx(writer.progress.cost_usd + progress.cost_usd)
         # A rerun of the same job writes nothing and pays nothing.
         before = fake.stats["requests"]
         again = Writer(engine, spec, profile, "llm", "job-s1")
@@ -139,5 +143,6 @@ def test_budget_covers_writing_and_labelling(tmp_path, catalog, fake):
         assert "budget of job job-b" in progress.stopped_reason
         assert writer.progress.written < 50
         assert writer.progress.cost_usd + progress.cost_usd <= 0.02 + 1e-9
+        assert engine.store.spent(job_id="job-b") == pytest.approx(writer.progress.cost_usd + progress.cost_usd)
     finally:
         engine.close()

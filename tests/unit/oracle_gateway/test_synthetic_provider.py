@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
+from distillery_services.oracle_gateway.parsing import parse_response
+from distillery_services.oracle_gateway.providers import ProviderRequest, SyntheticProvider
+from distillery_services.oracle_gateway.providers.synthetic import SYNTHETIC_MODEL, keywords
+
 from distillery import synthetic
-from distillery.articles import from_record
+from distillery.articles import Article
 from distillery.filters.prompt import render_prompt
-from services.oracle_gateway.parsing import parse_response
-from services.oracle_gateway.providers import ProviderRequest, SyntheticProvider
-from services.oracle_gateway.providers.synthetic import SYNTHETIC_MODEL, keywords
 
 
 def _request(spec, article):
@@ -22,7 +23,7 @@ def test_synthetic_articles_get_latent_scores_with_deterministic_noise(catalog):
     provider = SyntheticProvider(noise_sigma=0.5)
     diffs = []
     for record in records:
-        article = from_record(record)
+        article = Article.from_record(record)
         response = provider.complete(_request(spec, article))
         assert response.model == SYNTHETIC_MODEL and response.input_tokens == 0
         parsed = parse_response(spec, response.text)
@@ -35,7 +36,7 @@ def test_synthetic_articles_get_latent_scores_with_deterministic_noise(catalog):
             assert parsed.evidence[dim] == "No evidence in article" or parsed.evidence[dim][:20] in article.text
     assert 0 < sum(diffs) / len(diffs) < 1.0
     exact = SyntheticProvider(noise_sigma=0)
-    article = from_record(records[0])
+    article = Article.from_record(records[0])
     latent = json.loads(records[0]["metadata"]["synthetic_scores"])
     assert parse_response(spec, exact.complete(_request(spec, article)).text).scores == latent
 
@@ -45,10 +46,8 @@ def test_keyword_heuristic_for_real_articles(catalog):
     dim = spec.dimensions[0]
     words = sorted(keywords(dim))[:4]
     provider = SyntheticProvider(noise_sigma=0.5)
-    from distillery.v1 import article_pb2
-
-    rich = article_pb2.Article(id="r1", title="News", text="First sentence. " + f"This is about {' '.join(words)}.")
-    empty = article_pb2.Article(id="r2", title="Match report", text="The team won the match on Sunday.")
+    rich = Article(id="r1", title="News", text="First sentence. " + f"This is about {' '.join(words)}.")
+    empty = Article(id="r2", title="Match report", text="The team won the match on Sunday.")
     s_rich = parse_response(spec, provider.complete(_request(spec, rich)).text)
     s_empty = parse_response(spec, provider.complete(_request(spec, empty)).text)
     assert s_rich.scores[dim.name] >= 2 * len(words) - 0.01 or s_rich.scores[dim.name] == 10

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from distillery_services.prefilter.engine import PrefilterEngine
 
 from distillery.filters import FilterSpecError, UnknownFilterError
-from services.prefilter.engine import PrefilterEngine
 
 BODY = " Filler sentence about nothing in particular." * 3
 
@@ -125,6 +125,17 @@ def test_scan_window_is_bounded(make_spec):
     engine = PrefilterEngine([spec])
     assert one(engine, text="x" * 200 + " murder").passed
     assert not one(engine, text="x " * 20 + "murder").passed
+
+
+def test_scan_window_counts_characters_not_bytes(make_spec):
+    # Non-ASCII text is scanned as UTF-8 bytes: the window's bounds still count characters.
+    for scan_chars in (100, 2000):
+        spec = make_spec({"scan_chars": scan_chars, "exclusions": [{"name": "crime", "keywords": ["murder"]}]})
+        engine = PrefilterEngine([spec])
+        lead = "é€ " * ((scan_chars - 10) // 3)  # about 2.3 bytes per character
+        assert not one(engine, text=lead + " murder and more").passed
+        assert not one(engine, title="Straße", text=lead + " murder and more").passed
+        assert one(engine, text=lead + "é€ " * 10 + " murder").passed
 
 
 def test_html_and_zero_width_do_not_hide_keywords(make_spec):

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from distillery_services.prefilter.engine import PrefilterEngine
+from distillery_services.prefilter.evaluate import LabelError, evaluate, load_labels
 from typer.testing import CliRunner
 
 from distillery.cli.main import app
-from services.prefilter.engine import PrefilterEngine
-from services.prefilter.evaluate import LabelError, evaluate, load_labels
 
 REGRESSION = Path(__file__).parent / "data" / "regression.jsonl"
 BODY = " Filler sentence about nothing in particular." * 3

@@ -12,8 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from services.prefilter.engine import PrefilterEngine
+from distillery_services.prefilter.engine import PrefilterEngine
 
 DATA = Path(__file__).parent / "data" / "regression.jsonl"
 CASES = [json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines() if line.strip()]

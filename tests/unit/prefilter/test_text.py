@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from services.prefilter.text import clean, make_window, normalise_term
+import unicodedata
+
+from distillery_services.prefilter.text import clean, make_window, normalise_term
 
 
 def test_html_tags_and_entities_are_removed():
@@ -20,6 +22,14 @@ def test_zero_width_and_soft_hyphen_are_removed():
 def test_nfkc_folds_compatibility_characters():
     # full-width letters, the "fi" ligature and a no-break space
     assert clean("ＳＯＬＡＲ \ufb01ne\u00a0day") == "SOLAR fine day"
+
+
+def test_character_wise_nfkc_equals_normalising_the_whole_text():
+    # Math symbols, emoji and spacing accents are normalised one by one; combining marks, Hangul jamo and
+    # Indic vowel signs compose with their neighbour and take the whole-text path.
+    for text in ("x \u2260 y \u2265 3 \u221a2 \u222b \u2705\ufe0f", "na\u00a8ve \u2264 e\u0301t\u00e9",
+                 "=\u0338 \ufb01 \u2126", "\u1100\u1161\u11a8 \ud55c", "\u0b47\u0b3e \u0915\u093e \u00bd"):
+        assert clean(text) == " ".join(unicodedata.normalize("NFKC", text).split()), text
 
 
 def test_whitespace_runs_and_control_characters_collapse():
@@ -58,7 +68,7 @@ def test_speculative_window_equals_cleaned_window_when_no_whitespace_needs_colla
 
 
 def test_speculative_window_falls_back_when_whitespace_lies_outside_the_scanned_text():
-    from services.prefilter.text import DIRTY
+    from distillery_services.prefilter.text import DIRTY
 
     body = "word " * 250
     # a newline anywhere, or a run straddling the window's end or beyond it: cleaned at once
@@ -70,3 +80,18 @@ def test_speculative_window_falls_back_when_whitespace_lies_outside_the_scanned_
     assert not w.collapsed and "  " in w.folded and "  " in DIRTY
     # markup always takes the full path (removed tags leave runs of spaces)
     assert make_window("T", "<p>a</p> " + body, scan_chars=1000, collapse=False).collapsed
+
+
+def test_marked_up_body_window_equals_cleaning_the_whole_body():
+    """A long marked-up body is cleaned only as far as the window needs; the window is the one cleaning all of
+    it gives, entities are decoded once, and a body that cleans short is still measured exactly."""
+    from distillery_services.prefilter.text import clean_folded
+
+    body = "".join(f"<p class='x'>Heat pumps &amp; solar&nbsp;{i} &amp;lt;ok&gt;</p>\n  " for i in range(400))
+    w = make_window("Title", body, scan_chars=1000)
+    cleaned, folded = clean_folded(body)
+    assert w.text == "Title\n" + cleaned[:1000] and w.folded == "title\n" + folded[:1000]
+    assert "&lt;ok>" in w.text  # "&amp;lt;" decoded once
+    assert w.body_chars == -1  # only a prefix was cleaned: the body is longer than the window
+    short = "<div>" + "<br>" * 900 + "a few words</div>"
+    assert make_window("Title", short, scan_chars=1000).body_chars == len("a few words")

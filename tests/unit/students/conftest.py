@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from distillery.students import compose_text
-from services.trainer.synthetic import generate
+from distillery.testing.labelled import generate
 
 DIMS = ["climate", "evidence", "community"]
 

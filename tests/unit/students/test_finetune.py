@@ -9,7 +9,7 @@ import pytest
 
 from distillery.students import compose_text, load_student, make_student
 from distillery.students.finetune import deepspeed_config, validate_deepspeed_config
-from services.trainer.synthetic import generate
+from distillery.testing.labelled import generate
 
 DIMS = ["climate", "evidence"]
 TINY = {"model_type": "qwen2", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
@@ -77,3 +77,69 @@ def test_finetune_without_ray_and_bad_params():
     assert seen[-1][0] == 1.0 and seen[-1][1].startswith("epoch 1/1: val MAE")
     with pytest.raises(ValueError, match="deepspeed must be one of"):
         make_student("finetune", DIMS, deepspeed="maybe")
+
+
+@pytest.mark.slow
+def test_finetune_checkpoints_on_s3_hold_only_the_adapters_and_the_head(s3_server, monkeypatch):
+    """Ray Train's storage on the job's s3:// URI (a moto server): the checkpoint every node can reach holds the
+    LoRA adapters and the head, not the frozen base."""
+    import uuid
+
+    import ray
+    import s3fs
+    import torch
+
+    from distillery import parallel
+
+    for key, value in s3_server.items():
+        monkeypatch.setenv(key, value)
+    if ray.is_initialized():  # a local Ray started before these variables were set would not give them to its workers
+        ray.shutdown()
+    tr_x, tr_y = _data(48, 5)
+    uri = f"s3://models/checkpoints-{uuid.uuid4().hex[:8]}"
+    student = make_student("finetune", DIMS, **_params(num_workers=1, epochs=1, max_steps=2))
+    with parallel.use_runner(parallel.SerialRunner()) as runner:
+        runner.storage_uri = uri
+        student.fit(tr_x, tr_y, tr_x[:8], tr_y[:8])
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_server["AWS_ENDPOINT_URL_S3"]})
+    saved = [p for p in fs.find(uri.removeprefix("s3://")) if p.endswith("/model.pt")]
+    assert len(saved) == 1, saved
+    with fs.open(saved[0], "rb") as fh:
+        state = torch.load(fh, map_location="cpu", weights_only=True)
+    full = student._model.state_dict()
+    assert state and all("lora_" in k or k.startswith("head.") for k in state)
+    assert sum(v.numel() for v in state.values()) < sum(v.numel() for v in full.values()) / 2
+    for key, value in state.items():  # the fitted student is that checkpoint
+        assert torch.equal(full[key].cpu(), value)
+
+
+def test_a_finetune_run_resumes_from_its_checkpoint_after_a_restart(tmp_path):
+    """What a Ray Train restart (FailureConfig) does: the loop finds the last checkpoint and continues after its
+    epoch instead of training from the start."""
+    from distillery.students import finetune_loop
+
+    tr_x, tr_y = _data(40, 6)
+    params = make_student("finetune", DIMS, **_params(use_ray=False, epochs=2, max_steps=1)).params
+    config = {"params": params, "train_texts": tr_x, "train_targets": tr_y.tolist(), "val_texts": tr_x[:8],
+              "val_targets": tr_y[:8].tolist()}
+    first = finetune_loop.train_loop(config)
+    assert [h["epoch"] for h in first["history"]] == [1, 2]
+
+    # what _resume reads from a run whose earlier attempt checkpointed after epoch 1
+    checkpoint = {"state": first["state"], "history": first["history"][:1]}
+    resumed = finetune_loop.Progress(best_mae=checkpoint["history"][0]["val_mae"], best_state=checkpoint["state"],
+                                     history=list(checkpoint["history"]))
+    trained_epochs = []
+    original = finetune_loop._train_epoch
+
+    def counting(w, order, epoch):
+        trained_epochs.append(epoch)
+        return original(w, order, epoch)
+
+    from unittest import mock
+
+    with mock.patch.object(finetune_loop, "_resume", lambda w: resumed), \
+            mock.patch.object(finetune_loop, "_train_epoch", counting):
+        again = finetune_loop.train_loop(config)
+    assert trained_epochs == [1]  # epoch 0 came from the checkpoint
+    assert [h["epoch"] for h in again["history"]] == [1, 2]

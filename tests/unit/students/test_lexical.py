@@ -45,6 +45,28 @@ def test_hashed_features_match_sklearn_tfidf():
         np.testing.assert_allclose(_row_values(X, i), expected, rtol=1e-5)
 
 
+def test_features_are_the_same_on_any_number_of_threads():
+    """A batch split across featurisation threads gives exactly the matrix one thread gives (rows in order,
+    empty documents included), so serving on a bigger machine never changes a score."""
+    from distillery.students.ngrams import set_featurise_threads
+
+    texts = [f"Solar farm {i} powers {i % 7} towns; wind {i * 3} MW" if i % 9 else "" for i in range(150)]
+    try:
+        set_featurise_threads(1)
+        h = HashedTfidf(min_df=1)
+        one = h.fit_transform(texts)
+        set_featurise_threads(3)
+        many = h.transform(texts)
+        fitted_on_threads = HashedTfidf(min_df=1).fit_transform(texts)
+    finally:
+        set_featurise_threads(None)
+    assert one.shape == many.shape
+    np.testing.assert_array_equal(one.indptr, many.indptr)
+    np.testing.assert_array_equal(one.indices, many.indices)
+    np.testing.assert_array_equal(one.data, many.data)
+    assert fitted_on_threads.nnz == one.nnz  # fitting on threads: same columns
+
+
 def test_hash_buckets_are_stable():
     """Bucket numbers are part of every saved model: they must never depend on the process or the version."""
     h = HashedTfidf(min_df=1, bits_word=12, bits_char=12)
@@ -53,6 +75,21 @@ def test_hash_buckets_are_stable():
     assert h.kept.tolist() == [652, 1780, 2779, 4158, 4202, 4232, 4343, 4354, 4378, 4442, 4497, 4840, 4862, 4956,
                                5009, 5052, 5614, 5879, 5937, 6084, 6398, 6414, 6699, 7152, 7267, 7430, 7676, 8046,
                                8184]
+
+
+def test_rank_table_maps_kept_buckets_to_their_columns():
+    """The compact bucket -> column map gives each kept bucket its rank and every other bucket -1."""
+    from distillery.students.ngrams import _column, rank_table
+
+    rng = np.random.default_rng(0)
+    n_buckets = 1 << 12
+    kept = np.sort(rng.choice(n_buckets, size=700, replace=False)).astype(np.int64)
+    kept[:3] = [0, 1, 63]  # word edges
+    kept = np.unique(np.concatenate([kept, [64, n_buckets - 1]]))
+    table = rank_table(kept, n_buckets)
+    dense = np.full(n_buckets, -1)
+    dense[kept] = np.arange(len(kept))
+    assert [_column(table, np.uint64(b)) for b in range(n_buckets)] == dense.tolist()
 
 
 def test_odd_texts_featurise(data):

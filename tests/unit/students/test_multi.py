@@ -8,7 +8,7 @@ from distillery.calibration import Calibration
 from distillery.filters.spec import FilterSpec
 from distillery.registry import ModelRegistry
 from distillery.students import compose_text, load_student, make_student
-from services.trainer.synthetic import generate
+from distillery.testing.labelled import generate
 
 A_DIMS, B_DIMS = ["climate", "evidence"], ["community", "profit"]
 COLUMNS = [f"a/v1:{d}" for d in A_DIMS] + [f"b/v1:{d}" for d in B_DIMS]

@@ -103,7 +103,7 @@ def test_members_given_as_json_and_bad_members_are_explained():
 
 
 def test_the_trainer_fills_in_the_filters_encoder_for_probe_members(catalog):
-    from services.trainer.pipeline import student_for
+    from distillery_services.trainer.factory import student_for
 
     spec = catalog.latest()[0]
     student = student_for(spec, "stack", {"members": json.dumps(["lexical", {"kind": "probe",

@@ -47,7 +47,7 @@ def test_probe_fits_beats_mean_and_round_trips(data, tmp_path, emb_cache):
     # the embedding cache persisted: a new encoder instance reads it back
     from distillery.students.encoder import Encoder
 
-    enc = Encoder("all-MiniLM-L6-v2", 48, 16, cache_dir=emb_cache)
+    enc = Encoder("all-MiniLM-L6-v2", 48, 16, cache_dir=emb_cache, runtime=student.params["runtime"])
     assert len(enc._cache) == 200 + 40 + 60
 
 

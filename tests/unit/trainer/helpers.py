@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from distillery.articles import write_jsonl
-from services.trainer.synthetic import generate
+from distillery.testing.labelled import generate
 
 DIMS = ["climate", "evidence", "community"]
 SCALE = {b: f"band {b}" for b in ("0-2", "3-4", "5-6", "7-8", "9-10")}

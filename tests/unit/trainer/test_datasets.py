@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+from distillery_services.trainer.datasets import Dataset, DatasetError, LabelRecord, build_dataset
 from helpers import DIMS, write_filter
 
 from distillery.filters import load_filter
-from services.trainer.datasets import Dataset, DatasetError, LabelRecord, build_dataset
-from services.trainer.synthetic import generate
+from distillery.testing.labelled import generate
 
 
 @pytest.fixture(scope="module")

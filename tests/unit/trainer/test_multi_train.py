@@ -12,13 +12,18 @@ import pytest
 from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
+from distillery_services.trainer.datasets import (
+    FrozenSplit,
+    build_dataset,
+    build_joint_dataset,
+    records_from_jsonl,
+)
 from helpers import A_DIMS, B_DIMS, write_two_filters
 
 from distillery.articles import read_jsonl, write_jsonl
 from distillery.cli.main import app
 from distillery.filters import FilterCatalog
 from distillery.registry import ModelRegistry
-from services.trainer.datasets import FrozenSplit, build_dataset, build_joint_dataset, records_from_jsonl
 
 
 def test_joint_dataset_splits_the_union_once_and_keeps_frozen_tests(tmp_path):

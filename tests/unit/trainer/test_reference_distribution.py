@@ -10,20 +10,14 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from distillery_services.trainer.datasets import Dataset
+from distillery_services.trainer.request import TrainRequest
+from distillery_services.trainer.training import run_training
 from helpers import DIMS, write_filter, write_labels
 
+from distillery.drift import OVERALL, SCORE_BANDS, band_shares, reference_distribution
 from distillery.filters import FilterCatalog, overall_scores
-from distillery.registry import (
-    OVERALL,
-    REFERENCE,
-    SCORE_BANDS,
-    ModelRegistry,
-    RegistryError,
-    band_shares,
-    reference_distribution,
-)
-from services.trainer.datasets import Dataset
-from services.trainer.pipeline import TrainRequest, run_training
+from distillery.registry import REFERENCE, ModelRegistry, RegistryError
 
 BANDS = [name for name, _ in SCORE_BANDS]
 
@@ -55,8 +49,10 @@ def test_reference_distribution_checks_its_shape():
 def test_training_stores_the_reference_of_its_val_and_test_predictions(tmp_path, spec):
     labels = write_labels(tmp_path / "labels.jsonl", n=160, seed=4)
     state = tmp_path / "state"
+    # Held-out splits (with cross-validation, the default for 160 labels, the reference is the out-of-fold
+    # predictions of every label instead).
     req = TrainRequest(kind="lexical", labels_path=str(labels), registry_root=str(state / "registry"),
-                       datasets_dir=str(state / "datasets"), promote=True)
+                       datasets_dir=str(state / "datasets"), promote=True, params={"evaluation": "holdout"})
     summary = run_training(spec, req)
     registry = ModelRegistry(state / "registry", cache_dir=tmp_path / "cache")
     info = registry.promoted("tiny")

@@ -10,17 +10,17 @@ import pytest
 from prometheus_client import REGISTRY
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from distillery_services.trainer.config import TrainerSettings
+from distillery_services.trainer.jobs import FINAL
+from distillery_services.trainer.retrain import AutoRetrainer
+from distillery_services.trainer.servicer import TrainerServicer
 from helpers import DIMS, write_filter
 from test_retrain_split import put_labels
 
 from distillery.filters import FilterCatalog
 from distillery.store.labels import LabelStore
+from distillery.testing.labelled import generate
 from distillery.v1 import oracle_pb2
-from services.trainer.config import TrainerSettings
-from services.trainer.jobs import FINAL
-from services.trainer.retrain import AutoRetrainer
-from services.trainer.servicer import TrainerServicer
-from services.trainer.synthetic import generate
 
 
 def _setup(tmp_path, **overrides):
@@ -34,7 +34,7 @@ def _setup(tmp_path, **overrides):
     return catalog.latest()[0], servicer, retrainer, store
 
 
-def _finish(servicer, job, timeout=120.0):
+def _finish(servicer, job, timeout=300.0):  # the first job also starts the local Ray
     deadline = time.monotonic() + timeout
     while job.state not in FINAL and time.monotonic() < deadline:
         job = servicer.jobs.wait_change(job.job_id, job.seq, timeout=1.0)

@@ -10,22 +10,23 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import DIMS, write_filter
-
-from distillery.articles import from_record
-from distillery.filters import FilterCatalog
-from distillery.registry import ModelRegistry
-from distillery.store.labels import AUDIT_REASONS, LabelStore
-from distillery.v1 import common_pb2, oracle_pb2
-from services.trainer.datasets import (
+from distillery_services.trainer.datasets import (
     FrozenSplit,
     LabelRecord,
     build_dataset,
     frozen_test_ids,
     records_from_store,
 )
-from services.trainer.pipeline import TrainRequest, run_training
-from services.trainer.synthetic import generate
+from distillery_services.trainer.request import TrainRequest
+from distillery_services.trainer.training import run_training
+from helpers import DIMS, write_filter
+
+from distillery.filters import FilterCatalog
+from distillery.messages import from_record
+from distillery.registry import ModelRegistry
+from distillery.store.labels import AUDIT_REASONS, LabelStore
+from distillery.testing.labelled import generate
+from distillery.v1 import common_pb2, oracle_pb2
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +161,7 @@ def test_run_training_freezes_the_first_test_split_once(tmp_path, spec):
     write_jsonl(labels, generate(DIMS, 300, seed=9))
     second = run_training(spec, req)
     assert json.loads(path.read_text()) == doc  # never rewritten
-    from services.trainer.datasets import Dataset
+    from distillery_services.trainer.datasets import Dataset
 
     ds = Dataset.load(state / "datasets" / "tiny" / "v1" / second["dataset_hash"])
     assert set(doc["test_ids"]) <= {e.id for e in ds.split("test")}
