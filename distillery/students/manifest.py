@@ -51,18 +51,20 @@ def make_student(kind: str, dimensions: list[str], **params: Any) -> Student:
 
 
 def library_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in ("numpy", "sklearn", "torch", "transformers", "peft"):
-        try:
-            mod = importlib.import_module(name)
-        except ImportError:
-            continue
-        versions[name] = str(getattr(mod, "__version__", "?"))
-    try:
-        from importlib.metadata import version
+    # Distribution metadata, not imports: importing torch/transformers/peft only for __version__ cost each
+    # trainer job ~6 s.
+    from importlib.metadata import PackageNotFoundError, version
 
+    versions = {"python": platform.python_version()}
+    for module, dist in (("numpy", "numpy"), ("sklearn", "scikit-learn"), ("torch", "torch"),
+                         ("transformers", "transformers"), ("peft", "peft")):
+        try:
+            versions[module] = version(dist)
+        except PackageNotFoundError:
+            continue
+    try:
         versions["llm-distillery"] = version("llm-distillery")
-    except Exception:  # noqa: BLE001 - not installed as a distribution
+    except PackageNotFoundError:  # not installed as a distribution
         versions["llm-distillery"] = "unknown"
     return versions
 

@@ -241,11 +241,14 @@ class JobManager:
                 return
             proc, out = started
             final = self._follow(job_id, proc, out)
+            if final is not None and job_id not in self._cancelled:
+                # The worker's last message is its result: record it now rather than after the process has
+                # disconnected from Ray and exited (5-7 s of interpreter shutdown per job).
+                self._finish(job_id, proc, final)
             proc.join(30)
             self._procs.pop(job_id, None)
-            if job_id in self._cancelled:
-                return  # cancel() already recorded the final state
-            self._finish(job_id, proc, final)
+            if final is None and job_id not in self._cancelled:  # cancel() already recorded the final state
+                self._finish(job_id, proc, final)
 
     def _start_worker(self, job_id: str, spec: FilterSpec, request: dict[str, Any],
                       specs: list[FilterSpec] | None):
