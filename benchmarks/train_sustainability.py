@@ -44,9 +44,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from distillery_services.trainer.datasets import build_dataset, records_from_jsonl
 from distillery_services.trainer.evaluation import evaluate
 
-from distillery.calibration import Calibration
+from distillery.calibration import DEFAULT_MAPS, Calibration
 from distillery.filters import load_filter
 from distillery.students import make_student
+from distillery.students.stack import DEFAULTS as STACK_DEFAULTS
 
 DATA = Path(os.environ.get("DISTILLERY_ORIGIN_DATA", ROOT.parent / "shared" / "datasets" / "origin")) / \
     "oracle" / "sustainability__v1__bulk-labeling__gemini.jsonl"
@@ -67,8 +68,11 @@ Notes:
   cached by content hash per encoder/runtime/budget under build/embeddings (`--fresh-cache`: an empty cache per
   mode, so the first fit, the stack's, includes the whole encoder pass).
 - `mean_*`: plain mean of the raw predictions (no weights fitted), then calibrated like the others.
-- `stack_lexical_probe`: the `stack` student; a per-dimension ridge over both members' 5-fold out-of-fold
-  predictions of all 8 dimensions, members refitted on all training data. Everything trains on this 2-core CPU.
+- `stack_lexical_probe`: the `stack` student as it ships (meta `distribution`): per dimension a multinomial
+  logistic head over both members' 5-fold out-of-fold predictions of all 8 dimensions predicts the distribution
+  of the oracle's score; its median (interpolated within whole scores) is the raw output and calibration may
+  round it (the `whole` map). Members refitted on all training data. Everything trains on this 2-core CPU.
+- `stack_ridge`: the same members with the earlier per-dimension ridge meta-model (the conditional mean).
 - `stack_boosted_embeddings`: the same with an absolute-error gradient-boosted meta-model that also sees the
   MiniLM embedding; not better here.
 - `finetune_* (H200, earlier run)`: all-MiniLM-L6-v2 fine-tuned end to end (`full`, lora_r=0) or with LoRA r16
@@ -92,7 +96,7 @@ Notes:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--students", default="lexical,probe,stack,stack_boosted")
+    ap.add_argument("--students", default="lexical,probe,stack,stack_ridge,stack_boosted")
     ap.add_argument("--limit", type=int, default=0, help="use only the first N labels (smoke runs)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--head-tokens", type=int, default=128)
@@ -186,8 +190,8 @@ def run(args, ap, where: str) -> int:
     results["mean_predictor_test_mae"] = float(np.abs(mean - te_y).mean())
     preds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
-    def record(name, val_raw, test_raw, fit_s, predict_rate, extra=None):
-        cal = Calibration.fit(val_raw, va_y, spec.dimension_names, coverage=0.9)
+    def record(name, val_raw, test_raw, fit_s, predict_rate, extra=None, maps=DEFAULT_MAPS):
+        cal = Calibration.fit(val_raw, va_y, spec.dimension_names, coverage=0.9, maps=maps)
         calibrated, lower, upper = cal.apply(test_raw)
         rep = evaluate(spec, te_y, test_raw, calibrated, lower, upper, train_mean=mean)
         mean_map = Calibration.fit(val_raw, va_y, spec.dimension_names, coverage=0.9, method="mean")
@@ -322,14 +326,18 @@ def fit_probe(args, spec, encoder_params, split, record, results) -> None:
 def fit_stacks(args, spec, wanted, encoder_params, split, record, results) -> None:
     """The stacks first: with a fresh cache, their fit time includes the whole encoder pass."""
     tr_x, tr_y, va_x, va_y, te_x = split
-    stacks = {"stack": ("stack_lexical_probe", {"meta": "ridge"},
-                        "ridge meta-model over both members' out-of-fold predictions of all dimensions"),
+    stacks = {"stack": ("stack_lexical_probe", {"meta": "distribution"},
+                        ("distribution heads (the default) over both members' out-of-fold predictions of all "
+                         "dimensions; the median of each predicted score distribution")),
+              "stack_ridge": ("stack_ridge", {"meta": "ridge"},
+                              "ridge meta-model over both members' out-of-fold predictions of all dimensions"),
               "stack_boosted": ("stack_boosted_embeddings", {"meta": "boosted", "meta_embeddings": True},
                                 "absolute-error boosted trees over the out-of-fold predictions + MiniLM embedding")}
     for key, (name, meta, note) in stacks.items():
         if key not in wanted:
             continue
-        members = [{"kind": "lexical", "params": {}}, {"kind": "probe", "params": dict(encoder_params)}]
+        members = [{"kind": m["kind"], "params": {**m["params"], **(encoder_params if m["kind"] == "probe" else {})}}
+                   for m in STACK_DEFAULTS["members"]]  # the stack's own members, on this run's encoder budget
         student = make_student("stack", spec.dimension_names, members=members, folds=args.folds,
                                cache_dir=args.embed_cache, **meta)
         t, cpu = time.perf_counter(), time.process_time()
@@ -343,7 +351,8 @@ def fit_stacks(args, spec, wanted, encoder_params, split, record, results) -> No
         results["encoder"] = {"runtime": runtime}
         record(name, student.predict(va_x), test_raw, fit_s, rate, {"folds": args.folds, **meta, "note": note,
                                                                     "encoder_runtime": runtime,
-                                                                    "driver_cpu_seconds": driver_cpu})
+                                                                    "driver_cpu_seconds": driver_cpu},
+               maps=student.calibration_maps)
 
 
 @contextlib.contextmanager

@@ -9,9 +9,15 @@ only: in-sample gains are not gains). The monotone map of each dimension is one 
   student's test MAE from 0.673 (``mean``) to 0.610.
 - ``mean``: isotonic regression under squared error (sklearn), the conditional mean.
 - ``identity``: the raw prediction, clamped to 0-10.
+- ``whole``: the raw prediction rounded to the nearest whole score. Only for students whose raw output is the
+  median of a predicted score distribution, interpolated within whole-score classes (the ``stack`` student's
+  ``distribution`` meta-model): rounding gives back the distribution's own median, the MAE-optimal point, while
+  the continuous raw value stays the intervals' centre. Offered to ``auto`` only by such students (their
+  ``calibration_maps``): on a plain regression output CV chose it for noise and lost on test.
 
 ``auto`` (the default) picks one per dimension by 5-fold cross-validated MAE on the validation points
-themselves, so a student trained for the median already (e.g. an absolute-error booster) keeps its output.
+themselves, among the student's candidate maps (``maps``), so a student trained for the median already (e.g.
+an absolute-error booster) keeps its output.
  Intervals are Mondrian split-conformal: the absolute residuals of
 the calibrated prediction are grouped by predicted-score band (each band with enough validation points
 gets its own quantile, the others the global one), so confident low scores get narrow intervals while
@@ -32,7 +38,8 @@ import numpy as np
 from distillery.uncertainty import ErrorModel
 
 MIN_SCORE, MAX_SCORE = 0.0, 10.0
-METHODS = ("auto", "median", "mean", "identity")
+METHODS = ("auto", "median", "mean", "identity", "whole")
+DEFAULT_MAPS = ("median", "mean", "identity")  # what ``auto`` chooses from unless the student offers more
 CV_FOLDS = 5
 DEFAULT_BAND_EDGES = (2.5, 4.5, 6.5)  # predicted-score bands for the Mondrian intervals
 CALIBRATION_SCHEMA = 1
@@ -65,9 +72,12 @@ class DimensionCalibration:
     # intervals are centred on the continuous mean map instead (and widened to contain the point).
     center_x: list[float] = field(default_factory=list)
     center_y: list[float] = field(default_factory=list)
+    whole: bool = False  # the ``whole`` map: round to the nearest whole score (no knots)
 
     def calibrate(self, raw: np.ndarray) -> np.ndarray:
         raw = np.asarray(raw, dtype=np.float64)
+        if self.whole:
+            return np.clip(np.rint(raw), MIN_SCORE, MAX_SCORE)
         if self.x:
             return np.interp(raw, self.x, self.y)
         return np.clip(raw, MIN_SCORE, MAX_SCORE)
@@ -103,13 +113,18 @@ class Calibration:
     @classmethod
     def fit(cls, raw: np.ndarray, targets: np.ndarray, dimensions: Sequence[str], coverage: float = 0.9,
             isotonic: bool = True, band_edges: Sequence[float] = DEFAULT_BAND_EDGES,
-            min_band_points: int = 30, method: str = "auto", seed: int = 0) -> Calibration:
+            min_band_points: int = 30, method: str = "auto", seed: int = 0,
+            maps: Sequence[str] = DEFAULT_MAPS) -> Calibration:
         """Fit on held-out (validation) predictions ``raw`` and oracle ``targets``, both (n, n_dims).
 
         ``method`` is the monotone map (module docstring); ``isotonic=False`` is ``method="identity"``.
+        ``maps`` are the candidates of ``auto`` (a student's ``calibration_maps``).
         """
         if method not in METHODS:
             raise ValueError(f"calibration method must be one of {', '.join(METHODS)}, got {method!r}")
+        unknown = [m for m in maps if m not in METHODS or m == "auto"]
+        if unknown or not maps:
+            raise ValueError(f"calibration maps must be a non-empty list of {', '.join(METHODS[1:])}, got {list(maps)}")
         if not isotonic:
             method = "identity"
         raw = np.atleast_2d(np.asarray(raw, dtype=np.float64))
@@ -121,7 +136,8 @@ class Calibration:
         # one part per dimension (its cross-validated choice of map); spread over Ray inside a training job
         from distillery import parallel
 
-        settings = (method, float(coverage), [float(e) for e in band_edges], int(min_band_points), int(seed))
+        settings = (method, float(coverage), [float(e) for e in band_edges], int(min_band_points), int(seed),
+                    tuple(maps))
         fitted = parallel.current().map(fit_dimension, [(name, raw[:, j], targets[:, j], settings)
                                                         for j, name in enumerate(dimensions)], stage="calibration")
         dims = [dim for dim, _ in fitted]
@@ -213,16 +229,19 @@ class Calibration:
 def fit_dimension(name: str, raw: np.ndarray, targets: np.ndarray,
                   settings: tuple) -> tuple[DimensionCalibration, str]:
     """One dimension's map and conformal bands (one part); returns it and the map it chose."""
-    method, coverage, band_edges, min_band_points, seed = settings
+    method, coverage, band_edges, min_band_points, seed, maps = settings
     dim = DimensionCalibration(name=name, band_edges=list(band_edges))
     kind = method
     if len(raw) < 20 or np.ptp(raw) == 0:
-        kind = "identity"  # too little to learn a map from
+        kind = "whole" if method == "whole" or (method == "auto" and "whole" in maps) else "identity"
     elif kind == "auto":
-        kind = choose_map(raw, targets, seed=seed)
+        kind = choose_map(raw, targets, seed=seed, maps=maps)
     dim.x, dim.y = (list(v) for v in fit_map(kind, raw, targets))
     if kind == "median":
         dim.center_x, dim.center_y = (list(v) for v in fit_map("mean", raw, targets))
+    if kind == "whole":  # the point is rounded; the continuous raw median is the centre
+        dim.whole = True
+        dim.center_x, dim.center_y = [MIN_SCORE, MAX_SCORE], [MIN_SCORE, MAX_SCORE]
     center = dim.center(raw, dim.calibrate(raw))
     residuals = np.abs(targets - center)
     dim.global_q = conformal_quantile(residuals, coverage)
@@ -236,8 +255,8 @@ def fit_dimension(name: str, raw: np.ndarray, targets: np.ndarray,
 
 
 def fit_map(kind: str, raw: np.ndarray, targets: np.ndarray) -> tuple[list[float], list[float]]:
-    """Knots ``(x, y)`` of the monotone map ``kind`` (``median``, ``mean``; ``identity``: no knots)."""
-    if kind == "identity":
+    """Knots ``(x, y)`` of the monotone map ``kind`` (``median``, ``mean``; ``identity`` and ``whole``: no knots)."""
+    if kind in ("identity", "whole"):
         return [], []
     if kind == "mean":
         from sklearn.isotonic import IsotonicRegression
@@ -284,17 +303,18 @@ def isotonic_median(raw: np.ndarray, targets: np.ndarray) -> tuple[list[float], 
     return x, y
 
 
-def choose_map(raw: np.ndarray, targets: np.ndarray, seed: int = 0, folds: int = CV_FOLDS) -> str:
-    """The map (identity, mean or median) with the lowest cross-validated MAE on these points."""
+def choose_map(raw: np.ndarray, targets: np.ndarray, seed: int = 0, folds: int = CV_FOLDS,
+               maps: Sequence[str] = DEFAULT_MAPS) -> str:
+    """The map among ``maps`` with the lowest cross-validated MAE on these points (ties go to the first)."""
     fold_of = np.random.default_rng(seed).permutation(len(raw)) % folds
-    best, best_err = "identity", np.inf
-    for kind in ("median", "mean", "identity"):  # ties go to the first
+    best, best_err = maps[0], np.inf
+    for kind in maps:
         err = 0.0
         for f in range(folds):
             train, held = fold_of != f, fold_of == f
             x, y = fit_map(kind, raw[train], targets[train])
-            pred = np.interp(raw[held], x, y) if x else np.clip(raw[held], MIN_SCORE, MAX_SCORE)
-            err += float(np.abs(pred - targets[held]).sum())
+            pred = (np.rint(raw[held]) if kind == "whole" else np.interp(raw[held], x, y) if x else raw[held])
+            err += float(np.abs(np.clip(pred, MIN_SCORE, MAX_SCORE) - targets[held]).sum())
         if err < best_err - 1e-9:
             best, best_err = kind, err
     return best

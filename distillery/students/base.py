@@ -18,6 +18,8 @@ class Student(ABC):
     """Predicts one 0-10 score per dimension of one filter (or of several, for ``multi``)."""
 
     kind: str = ""
+    # the monotone maps calibration may choose from for this student's raw output (distillery.calibration)
+    calibration_maps: tuple[str, ...] = ("median", "mean", "identity")
 
     def __init__(self, dimensions: Sequence[str]):
         self.dimensions = list(dimensions)

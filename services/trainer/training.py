@@ -32,7 +32,7 @@ from distillery_services.trainer.request import Progress, TrainRequest, load_rec
 from distillery_services.trainer.runner import Reporter, finish_job, job_runner, ray_extra
 
 from distillery import parallel
-from distillery.calibration import Calibration
+from distillery.calibration import DEFAULT_MAPS, Calibration
 from distillery.filters.spec import FilterSpec
 from distillery.registry import ModelRegistry
 from distillery.students.parts import WHOLE_FIT_KINDS, fit_student_part
@@ -110,7 +110,7 @@ def train_on_dataset(spec: FilterSpec, dataset: Dataset, req: TrainRequest, stud
     report(0.8, "calibrating on the validation split")
     val_raw, val_spread = predict_with_spread(student, va_x)
     calibration = Calibration.fit(val_raw, va_y, spec.dimension_names,
-                                  coverage=pipeline_params.get("coverage", 0.9))
+                                  coverage=pipeline_params.get("coverage", 0.9), maps=getattr(student, "calibration_maps", DEFAULT_MAPS))
     calibration.fit_error_model(val_raw, va_y, val_spread)
     report(0.88, "evaluating on the test split")
     test_raw, test_spread = predict_with_spread(student, te_x)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from distillery import parallel
-from distillery.calibration import Calibration
+from distillery.calibration import DEFAULT_MAPS, Calibration
 from distillery.students.parts import WHOLE_FIT_KINDS, fold_part
 
 CV_BELOW = 1000
@@ -93,9 +93,10 @@ def cross_validate(make_student: Callable[[], Any], texts: list[str], y: np.ndar
             held = assignment == k
             oof[held] = fold_part(students[k], texts, y, np.flatnonzero(assignment != k), np.flatnonzero(held))
     calibrated, lower, upper = (np.zeros_like(oof) for _ in range(3))
+    maps = tuple(getattr(students[0], "calibration_maps", DEFAULT_MAPS))
     # evaluation: each fold calibrated by a map fitted on the other folds only (one part per fold)
     applied = runner.map(_calibrate_fold, [(oof[assignment != k], y[assignment != k], oof[assignment == k],
-                                            list(dimensions), coverage) for k in range(folds)],
+                                            list(dimensions), coverage, maps) for k in range(folds)],
                          stage="cross-validated calibration")
     for k in range(folds):
         held = assignment == k
@@ -104,15 +105,15 @@ def cross_validate(make_student: Callable[[], Any], texts: list[str], y: np.ndar
     if not final_fitted:
         report(folds / (folds + 1), f"training the final model on all {len(texts)} labelled articles")
         final.fit(texts, y, None, None)
-    calibration = Calibration.fit(oof, y, dimensions, coverage=coverage)
+    calibration = Calibration.fit(oof, y, dimensions, coverage=coverage, maps=maps)
     return {"student": final, "calibration": calibration, "oof_raw": oof, "calibrated": calibrated,
             "lower": lower, "upper": upper, "folds": folds}
 
 
 def _calibrate_fold(raw: np.ndarray, y: np.ndarray, held_raw: np.ndarray, dimensions: list[str],
-                    coverage: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    coverage: float, maps: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Calibrate one fold's predictions with a map fitted on the other folds' (one part)."""
-    return Calibration.fit(raw, y, dimensions, coverage=coverage).apply(held_raw)
+    return Calibration.fit(raw, y, dimensions, coverage=coverage, maps=maps).apply(held_raw)
 
 
 def _cv_part(student, texts, y, train_idx, held_idx):

@@ -113,3 +113,37 @@ def test_auto_keeps_a_predictor_that_is_already_right_and_old_documents_load():
     old_cal, old_lower, old_upper = Calibration.from_dict(doc).apply(noisy.reshape(-1, 1))
     np.testing.assert_array_equal(old_cal, fitted.apply(noisy.reshape(-1, 1))[0])
     assert np.all((old_lower <= old_cal) & (old_cal <= old_upper))
+
+
+def _interpolated_medians(n, rng):
+    """A distribution student's raw output: whole-score medians + a continuous position inside the class,
+    right about the median 70% of the time (else one off)."""
+    truth = rng.choice([0, 1, 2, 3, 6, 7], n, p=[0.1, 0.25, 0.2, 0.25, 0.1, 0.1]).astype(float)
+    median = np.clip(truth + rng.choice([-1.0, 0.0, 1.0], n, p=[0.15, 0.7, 0.15]), 0, 10)
+    return (median + rng.uniform(-0.49, 0.49, n)).reshape(-1, 1), truth.reshape(-1, 1)
+
+
+def test_whole_map_rounds_a_distribution_median_and_centres_intervals_on_the_raw_value():
+    rng = np.random.default_rng(7)
+    val_raw, val_y = _interpolated_medians(1500, rng)
+    test_raw, test_y = _interpolated_medians(4000, rng)
+    whole = Calibration.fit(val_raw, val_y, ["a"], method="whole")
+    calibrated, lower, upper = whole.apply(test_raw)
+    np.testing.assert_array_equal(calibrated, np.rint(test_raw))  # the distribution's own median
+    identity = Calibration.fit(val_raw, val_y, ["a"], method="identity").apply(test_raw)[0]
+    assert np.abs(calibrated - test_y).mean() < np.abs(identity - test_y).mean() - 0.1
+    # centred on the continuous raw value, the 90% intervals are not stuck on whole-number residuals
+    assert 0.87 < coverage(test_y, lower, upper)[0] < 0.93
+    assert np.all((lower <= calibrated) & (calibrated <= upper))
+    again = Calibration.from_json(whole.to_json())
+    np.testing.assert_array_equal(again.apply(test_raw)[0], calibrated)
+
+
+def test_auto_offers_the_whole_map_only_when_the_student_does():
+    raw, y = _interpolated_medians(100, np.random.default_rng(1))
+    offered = ("median", "mean", "identity", "whole")
+    assert choose_map(raw[:, 0], y[:, 0], maps=offered) == "whole"  # 100 points: a learnt step map is noisier
+    assert choose_map(raw[:, 0], y[:, 0]) != "whole"
+    assert Calibration.fit(raw, y, ["a"], maps=offered).info["maps"] == ["whole"]
+    with pytest.raises(ValueError, match="calibration maps must be"):
+        Calibration.fit(raw, y, ["a"], maps=("round",))

@@ -1,4 +1,5 @@
-"""The ``stack`` student: out-of-fold members combined by a cross-dimension ridge meta-model."""
+"""The ``stack`` student: out-of-fold members combined by a cross-dimension meta-model (distribution heads by
+default, ridge or boosted trees on request)."""
 
 from __future__ import annotations
 
@@ -46,7 +47,15 @@ def test_stack_beats_the_mean_and_is_no_worse_than_its_best_member(fitted, data)
     best_member = min(_mae(m, te_y) for m in members)
     assert _mae(stacked, te_y) < 0.75 * mean_mae
     assert _mae(stacked, te_y) <= 1.05 * best_member
-    assert len(fitted.chosen_alphas) == len(DIMS)
+    assert fitted.params["meta"] == "distribution" and "whole" in fitted.calibration_maps
+
+
+def test_ridge_meta_model_is_still_offered(data, emb_cache):
+    (tr_x, tr_y), (va_x, va_y), (te_x, te_y) = data
+    student = make_student("stack", DIMS, members=[WORDS, PROBE], folds=3, meta="ridge", cache_dir=emb_cache)
+    student.fit(tr_x, tr_y, va_x, va_y)
+    assert len(student.chosen_alphas) == len(DIMS) and "whole" not in student.calibration_maps
+    assert _mae(student.predict(te_x), te_y) < 0.75 * _mae(np.tile(tr_y.mean(0), (len(te_y), 1)), te_y)
 
 
 def test_stack_round_trips_and_reports_member_spread(fitted, data, tmp_path):
