@@ -6,8 +6,11 @@ Source: a ``lexical`` student trained on all real ``sustainability/v1`` labels (
 build/transfer). Targets: the small real label sets in ../shared/datasets/origin/oracle/ (one label per article:
 the first file in name order that scores it; preview-only records are skipped). For each target and size, a
 seeded sample of that many articles (all of them when the set is smaller) is scored by 5-fold cross-validation:
-the plain ``lexical`` student against ``transfer`` students (modes ``prior`` and ``features``) with the same base.
-MAE is of the raw predictions clamped to 0-10 (no calibration: it would be fitted on the same few labels).
+the plain ``lexical`` student against ``transfer`` students (modes ``prior`` and ``features``) with the same base,
+and ``lexical_distribution``: the features mode *without* sources (a ``stack`` of the one lexical member with the
+same distribution heads), which separates what the sources add from what the distribution heads add.
+MAE is of the raw predictions clamped to 0-10 (no calibration: it would be fitted on the same few labels); for
+students whose raw output is a distribution's interpolated median, of that median (the raw value rounded).
 Writes benchmarks/results/transfer.json, .md and transfer.png (the learning curves).
 """
 
@@ -36,7 +39,8 @@ TARGETS = {"ai-engineering-practice": "ai-engineering-practice__v1__*", "uplifti
            "investment-risk-v2": "investment-risk__v2__*"}
 SOURCE_DIR = ROOT / "build" / "transfer" / "source_sustainability_lexical"
 RESULTS = ROOT / "benchmarks" / "results"
-VARIANTS = ("lexical", "transfer_prior", "transfer_features")
+VARIANTS = ("lexical", "transfer_prior", "transfer_features", "lexical_distribution")
+TRANSFER_C = 0.3  # the transfer student's distribution_c default, for the no-transfer twin too
 
 
 class Memo:
@@ -82,6 +86,8 @@ def target_set(pattern: str) -> tuple[list[str], np.ndarray, list[str]]:
 def make(variant: str, dims: list[str], source) -> object:
     if variant == "lexical":
         return make_student("lexical", dims)
+    if variant == "lexical_distribution":
+        return make_student("stack", dims, members=[{"kind": "lexical"}], distribution_c=TRANSFER_C)
     student = make_student("transfer", dims, mode=variant.removeprefix("transfer_"))
     return student.set_sources([source], ["sustainability/v1"])
 
@@ -92,7 +98,10 @@ def cross_validated_mae(variant, texts, y, dims, source, folds, seed) -> float:
     for k in range(folds):
         train, held = np.flatnonzero(fold_of != k), np.flatnonzero(fold_of == k)
         student = make(variant, dims, source).fit([texts[i] for i in train], y[train])
-        pred = np.clip(student.predict([texts[i] for i in held]), 0, 10)
+        pred = student.predict([texts[i] for i in held])
+        if "whole" in student.calibration_maps:
+            pred = np.rint(pred)  # the predicted distribution's median
+        pred = np.clip(pred, 0, 10)
         errors[held] = np.abs(pred - y[held])
     return float(errors.mean())
 
@@ -142,13 +151,15 @@ def write(results: dict) -> None:
              (f"{results['folds']}-fold cross-validated MAE (raw predictions clamped to 0-10) on seeded samples of "
               f"each small real label set; {results['cpus']} shared CPUs, load average "
               f"{results['load_average']:.1f}; {results['seconds']:.0f} s in all."), "",
-             "| target | labels used | lexical | transfer prior | transfer features | gain (prior / features) |",
-             "|---|---:|---:|---:|---:|---:|"]
+             ("| target | labels used | lexical | transfer prior | transfer features | gain over lexical (prior / "
+              "features) | lexical + distribution heads, no transfer | gain of the sources alone |"),
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, target in results["targets"].items():
         for row in target["curve"]:
+            alone = 1.0 - row["transfer_features"] / row["lexical_distribution"]
             lines.append(f"| {name} | {row['n']} | {row['lexical']:.3f} | {row['transfer_prior']:.3f} | "
                          f"{row['transfer_features']:.3f} | {row['transfer_prior_gain']:+.1%} / "
-                         f"{row['transfer_features_gain']:+.1%} |")
+                         f"{row['transfer_features_gain']:+.1%} | {row['lexical_distribution']:.3f} | {alone:+.1%} |")
     (RESULTS / "transfer.md").write_text("\n".join(lines) + "\n\n![learning curves](transfer.png)\n",
                                          encoding="utf-8")
     import matplotlib

@@ -268,7 +268,7 @@ class StudentSettings(_Strict):
         "For a new filter with a few hundred labels; `distillery train --transfer-from` overrides it.",
     )
     transfer_mode: Literal["prior", "features"] = Field(
-        default="prior", description="How the transfer_from students are used (docs/students.md#transfer)."
+        default="features", description="How the transfer_from students are used (docs/students.md#transfer)."
     )
     cascade_threshold: float | None = Field(
         default=None, ge=0, le=10, description="Run the expensive stage only when the cheap overall >= this."

@@ -48,7 +48,9 @@ def fit_dimension_head(X: np.ndarray, y: np.ndarray, C: float) -> DimensionHead:
         return DimensionHead(steps[:1] * CLASS_STEP, np.zeros((1, X.shape[1])), np.zeros(1))
     from sklearn.linear_model import LogisticRegression
 
-    model = LogisticRegression(C=C, max_iter=3000).fit(X, steps)
+    # newton-cg: 6x faster than lbfgs on these few dense columns (5.8 vs 35 s for the 8 sustainability
+    # dimensions on 2 cores) at the same test MAE (0.554 vs 0.553)
+    model = LogisticRegression(C=C, solver="newton-cg", max_iter=200).fit(X, steps)
     coef, intercept = model.coef_, model.intercept_
     if len(model.classes_) == 2:  # sklearn keeps one row for two classes: the softmax of (0, z) is the same model
         coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.r_[0.0, intercept]

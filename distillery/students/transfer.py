@@ -4,11 +4,13 @@ A new filter starts with a few hundred labels, while related filters (same strea
 often overlapping dimensions) already have students trained on thousands. Their predictions on the new filter's
 articles are features the new filter can learn from with very few parameters. Two ways, chosen by ``mode``:
 
-- ``prior`` (default): a ridge map from the sources' raw predictions (every source dimension) to each new
+- ``prior``: a ridge map from the sources' raw predictions (every source dimension) to each new
   dimension is the prior; the base student (default ``lexical``) learns only the residual, so its shrinkage pulls
   towards the sources' view instead of towards the mean.
-- ``features``: the base student is fitted on the labels; a ridge per new dimension then combines the base
-  student's out-of-fold predictions (``folds`` inner folds) with the sources' predictions, like ``stack``.
+- ``features`` (default): the base student is fitted on the labels; a meta-model then combines the base student's
+  out-of-fold predictions (``folds`` inner folds) with the sources' predictions, like ``stack``: by default
+  (``meta="distribution"``) the stack's distribution heads, whose median is the prediction
+  (:mod:`distillery.students.distribution`), else (``meta="ridge"``) a ridge per new dimension.
 
 Source students are frozen: they are the promoted models of the ``--transfer-from`` filters (or the filter
 spec's ``student.transfer_from``), attached with :meth:`TransferStudent.set_sources` before ``fit`` and saved
@@ -25,17 +27,21 @@ from typing import Any
 import numpy as np
 
 from distillery.students.base import Student
+from distillery.students.distribution import DistributionHeads, fit_dimension_head
 from distillery.students.manifest import load_student, make_student, read_manifest, write_manifest
 from distillery.students.params import check_params
 
 MODES = ("prior", "features")
+METAS = ("distribution", "ridge")  # the features mode's meta-model
 MEMO_LIMIT = 20_000  # source predictions remembered during a fit (prior, then validation texts)
 DEFAULTS: dict[str, Any] = {
     "base_kind": "lexical",
     "base_params": {},  # passed to the base student (a JSON object when given as a string)
-    "mode": "prior",
+    "mode": "features",  # better than prior on every real label set measured (docs/students.md#transfer)
     "alpha": 10.0,  # ridge penalty of the prior map / the features meta-model, on standardised inputs
     "folds": 5,  # inner folds of the features mode
+    "meta": "distribution",  # features mode: distribution heads (median of a predicted score distribution) or ridge
+    "distribution_c": 0.3,  # their inverse L2 strength: a few hundred labels want more than the stack's 1.0
     "seed": 0,
     "sources": [],  # refs of the source filters (documentation: the students themselves are attached)
 }
@@ -70,13 +76,17 @@ class TransferStudent(Student):
         if self.params["mode"] not in MODES:
             raise ValueError(f"transfer student parameter mode must be one of {', '.join(MODES)}, "
                              f"got {self.params['mode']!r}")
+        if self.params["meta"] not in METAS:
+            raise ValueError(f"transfer student parameter meta must be one of {', '.join(METAS)}, "
+                             f"got {self.params['meta']!r}")
         if self.params["base_kind"] in {"transfer", "multi"}:
             raise ValueError(f"a transfer student's base cannot be {self.params['base_kind']!r}")
         if float(self.params["alpha"]) < 0 or int(self.params["folds"]) < 2:
             raise ValueError("transfer student parameters: alpha must be >= 0 and folds >= 2")
         self.sources: list[Student] = []
         self.base: Student | None = None
-        self._map: tuple | None = None  # the prior map or the features meta-model
+        self._map: tuple | None = None  # the prior map or the features ridge meta-model
+        self._heads: DistributionHeads | None = None  # the features distribution meta-model
         self._source_memo: dict[str, np.ndarray] = {}  # source predictions during one fit
         self.base_extra: dict[str, Any] = {}  # training-time keyword arguments of the base (an embedding cache)
 
@@ -139,12 +149,28 @@ class TransferStudent(Student):
             train, held = np.flatnonzero(fold_of != k), np.flatnonzero(fold_of == k)
             inner = self._new_base().fit([texts[i] for i in train], y[train])
             oof[held] = inner.predict([texts[i] for i in held])
-        self._map = ridge_fit(np.hstack([oof, S]), y, alpha)
+        X = np.hstack([oof, S])
+        if self.params["meta"] == "distribution":
+            mean, scale = DistributionHeads.standardiser(X)
+            c = float(self.params["distribution_c"])
+            self._heads = DistributionHeads(mean, scale, [fit_dimension_head((X - mean) / scale, y[:, d], c)
+                                                          for d in range(y.shape[1])])
+        else:
+            self._map = ridge_fit(X, y, alpha)
         self.base = self._new_base().fit(texts, y, val_texts, val_targets)
         return self
 
+    @property
+    def calibration_maps(self) -> tuple[str, ...]:
+        base = Student.calibration_maps
+        distribution = self.params["mode"] == "features" and self.params["meta"] == "distribution"
+        return (*base, "whole") if distribution else base
+
+    def _fitted(self) -> bool:
+        return self.base is not None and (self._map is not None or self._heads is not None)
+
     def predict(self, texts: Sequence[str]) -> np.ndarray:
-        if self.base is None or self._map is None:
+        if not self._fitted():
             raise RuntimeError("transfer student is not fitted")
         texts = list(texts)
         if not texts:
@@ -153,19 +179,24 @@ class TransferStudent(Student):
         base = np.asarray(self.base.predict(texts), dtype=np.float64)
         if self.params["mode"] == "prior":
             return ridge_predict(S, self._map) + base
+        if self._heads is not None:
+            return self._heads.predict(np.hstack([base, S]))
         return ridge_predict(np.hstack([base, S]), self._map)
 
     # -- io ------------------------------------------------------------------------------------------
     def save(self, path: Path) -> None:
-        if self.base is None or self._map is None:
+        if not self._fitted():
             raise RuntimeError("transfer student is not fitted")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.base.save(path / "base")
         for i, source in enumerate(self.sources):
             source.save(path / f"source_{i:02d}")
-        mean, scale, coef, intercept = self._map
-        np.savez_compressed(path / "map.npz", mean=mean, scale=scale, coef=coef, intercept=intercept)
+        if self._heads is not None:
+            np.savez_compressed(path / "heads.npz", **self._heads.arrays())
+        else:
+            mean, scale, coef, intercept = self._map
+            np.savez_compressed(path / "map.npz", mean=mean, scale=scale, coef=coef, intercept=intercept)
         write_manifest(path, self, {"n_sources": len(self.sources)})
 
     @classmethod
@@ -175,6 +206,10 @@ class TransferStudent(Student):
         student = cls(manifest["dimensions"], filter=manifest.get("filter", ""), **manifest.get("params", {}))
         student.base = load_student(path / "base")
         student.sources = [load_student(path / f"source_{i:02d}") for i in range(int(manifest["n_sources"]))]
-        with np.load(path / "map.npz") as data:
-            student._map = (data["mean"], data["scale"], data["coef"], data["intercept"])
+        if (path / "heads.npz").exists():
+            with np.load(path / "heads.npz") as data:
+                student._heads = DistributionHeads.from_arrays(data, len(student.dimensions))
+        else:
+            with np.load(path / "map.npz") as data:
+                student._map = (data["mean"], data["scale"], data["coef"], data["intercept"])
         return student

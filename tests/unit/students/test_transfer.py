@@ -31,21 +31,24 @@ def source():
     return make_student("lexical", SOURCE_DIMS).fit(texts, source_y)
 
 
-@pytest.mark.parametrize("mode", ["prior", "features"])
-def test_transfer_beats_the_same_student_without_it_on_few_labels(source, mode):
+@pytest.mark.parametrize(("mode", "meta"), [("prior", "ridge"), ("features", "ridge"), ("features", "distribution")])
+def test_transfer_beats_the_same_student_without_it_on_few_labels(source, mode, meta):
     train_x, _, train_y = corpus(40, seed=2)
     test_x, _, test_y = corpus(200, seed=3)
     plain = make_student("lexical", TARGET_DIMS).fit(train_x, train_y)
-    transfer = make_student("transfer", TARGET_DIMS, mode=mode, folds=3).set_sources([source], ["src/v1"])
+    transfer = make_student("transfer", TARGET_DIMS, mode=mode, meta=meta, folds=3).set_sources([source], ["src/v1"])
     transfer.fit(train_x, train_y)
     plain_mae = np.abs(np.clip(plain.predict(test_x), 0, 10) - test_y).mean()
     transfer_mae = np.abs(np.clip(transfer.predict(test_x), 0, 10) - test_y).mean()
     assert transfer_mae < 0.85 * plain_mae
 
 
-def test_saved_transfer_student_carries_its_sources(source, tmp_path):
+@pytest.mark.parametrize("mode", ["prior", "features"])
+def test_saved_transfer_student_carries_its_sources(source, tmp_path, mode):
     train_x, _, train_y = corpus(40, seed=4)
-    student = make_student("transfer", TARGET_DIMS).set_sources([source], ["src/v1"]).fit(train_x, train_y)
+    student = make_student("transfer", TARGET_DIMS, mode=mode, folds=3).set_sources([source], ["src/v1"])
+    student.fit(train_x, train_y)
+    assert ("whole" in student.calibration_maps) == (mode == "features")  # distribution heads: a median
     student.save(tmp_path / "model")
     loaded = load_student(tmp_path / "model")
     assert loaded.kind == "transfer" and loaded.params["sources"] == ["src/v1"]
@@ -57,6 +60,8 @@ def test_saved_transfer_student_carries_its_sources(source, tmp_path):
 def test_transfer_student_errors_say_what_to_fix(source):
     with pytest.raises(ValueError, match="mode must be one of prior, features"):
         make_student("transfer", TARGET_DIMS, mode="magic")
+    with pytest.raises(ValueError, match="meta must be one of distribution, ridge"):
+        make_student("transfer", TARGET_DIMS, meta="forest")
     with pytest.raises(ValueError, match="base cannot be 'transfer'"):
         make_student("transfer", TARGET_DIMS, base_kind="transfer")
     with pytest.raises(ValueError, match="unknown transfer student parameter"):
