@@ -48,11 +48,13 @@ from distillery.calibration import DEFAULT_MAPS, Calibration
 from distillery.filters import load_filter
 from distillery.students import make_student
 from distillery.students.stack import DEFAULTS as STACK_DEFAULTS
+from distillery.uncertainty import flag, flagged_report
 
 DATA = Path(os.environ.get("DISTILLERY_ORIGIN_DATA", ROOT.parent / "shared" / "datasets" / "origin")) / \
     "oracle" / "sustainability__v1__bulk-labeling__gemini.jsonl"
 RESULTS = ROOT / "benchmarks" / "results"
 CACHE = ROOT / "build" / "embeddings"
+FLAG_SHARE = 0.1  # the uncertain flag's target share (the spec's default), reported per student
 NOTES = """
 Notes:
 - Every figure is on the test split; calibration and the conformal intervals (Mondrian by predicted band, target
@@ -190,10 +192,14 @@ def run(args, ap, where: str) -> int:
     results["mean_predictor_test_mae"] = float(np.abs(mean - te_y).mean())
     preds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
-    def record(name, val_raw, test_raw, fit_s, predict_rate, extra=None, maps=DEFAULT_MAPS):
+    def record(name, val_raw, test_raw, fit_s, predict_rate, extra=None, maps=DEFAULT_MAPS, spread=(None, None)):
         cal = Calibration.fit(val_raw, va_y, spec.dimension_names, coverage=0.9, maps=maps)
         calibrated, lower, upper = cal.apply(test_raw)
         rep = evaluate(spec, te_y, test_raw, calibrated, lower, upper, train_mean=mean)
+        cal.fit_error_model(val_raw, va_y, spread[0])  # the uncertain flag as the trainer fits it
+        flagged = flag(cal.expected_error(test_raw, lower, upper, spread[1]), cal.error_model, FLAG_SHARE, None)
+        extra = {**(extra or {}), "uncertain_flag": {"share_target": FLAG_SHARE,
+                                                     **flagged_report(te_y, calibrated, flagged)}}
         mean_map = Calibration.fit(val_raw, va_y, spec.dimension_names, coverage=0.9, method="mean")
         extra = {**(extra or {}), "calibration_maps": cal.info["maps"],
                  "test_mae_mean_isotonic": float(np.abs(mean_map.apply(test_raw)[0] - te_y).mean())}
@@ -286,17 +292,25 @@ def write_mode_files(args, ap, where: str, ds, results: dict) -> None:
              f"{results['load_average_at_start']:.1f} on {results['cpus']} CPUs."), "", (f"dataset `{ds.hash}` train/val/test {n['n_train']}/{n['n_val']}/{n['n_test']}; "
              f"mean predictor test MAE {results['mean_predictor_test_mae']:.3f}"), "",
              ("| student | test MAE raw | mean-isotonic | calibrated (auto) | coverage (90% target) | "
-             "mean interval width | fit s |"),
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "mean interval width | uncertain flag: share, MAE flagged / unflagged | fit s |"),
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, s in results["students"].items():
         label = f"{name} (H200, earlier run)" if s.get("carried_over") else name
         mean_iso = s.get("test_mae_mean_isotonic")
         auto = "n/a" if s.get("carried_over") and "calibration_maps" not in s else f"{s['test_mae_calibrated']:.3f}"
         lines.append(f"| {label} | {s['test_mae_raw']:.3f} | {'' if mean_iso is None else f'{mean_iso:.3f}'} | "
-                     f"{auto} | {s['coverage']:.3f} | {s['interval_width']:.2f} | "
+                     f"{auto} | {s['coverage']:.3f} | {s['interval_width']:.2f} | {flag_cell(s)} | "
                      f"{s['fit_seconds']:.0f} |")
     (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n" + NOTES)
     print("\n".join(lines))
+
+
+def flag_cell(row: dict) -> str:
+    """The uncertain flag's test share and its MAE ratio (flagged / unflagged), or blank (carried-over rows)."""
+    f = row.get("uncertain_flag")
+    if not f or not f.get("n_flagged"):
+        return ""
+    return f"{f['share']:.1%}, {f['mae_ratio']:.2f}x"
 
 
 def fit_probe(args, spec, encoder_params, split, record, results) -> None:
@@ -344,15 +358,16 @@ def fit_stacks(args, spec, wanted, encoder_params, split, record, results) -> No
         student.fit(tr_x, tr_y, va_x, va_y)
         fit_s, driver_cpu = time.perf_counter() - t, time.process_time() - cpu
         t = time.perf_counter()
-        test_raw = student.predict(te_x)
+        test_raw, test_spread = student.predict_with_spread(te_x)
         rate = len(te_x) / (time.perf_counter() - t)
+        val_raw, val_spread = student.predict_with_spread(va_x)
         probe = student.members[1]
         runtime = f"{probe.encoder.backend}-{probe.encoder.precision}"
         results["encoder"] = {"runtime": runtime}
-        record(name, student.predict(va_x), test_raw, fit_s, rate, {"folds": args.folds, **meta, "note": note,
+        record(name, val_raw, test_raw, fit_s, rate, {"folds": args.folds, **meta, "note": note,
                                                                     "encoder_runtime": runtime,
                                                                     "driver_cpu_seconds": driver_cpu},
-               maps=student.calibration_maps)
+               maps=student.calibration_maps, spread=(val_spread, test_spread))
 
 
 @contextlib.contextmanager

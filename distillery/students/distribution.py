@@ -88,8 +88,19 @@ class DistributionHeads:
         return mean, np.where(scale > 1e-12, scale, 1.0)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.predict_with_deviation(X)[0]
+
+    def predict_with_deviation(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Interpolated medians and each one's expected absolute error under its own distribution,
+        E|Y - round(median)|, both (n, n_dims): the heads' measure of how unsure they are."""
         Z = (X - self.mean) / self.scale
-        return np.stack([interpolated_median(h.proba(Z), h.classes) for h in self.heads], axis=1)
+        medians, deviations = [], []
+        for head in self.heads:
+            proba = head.proba(Z)
+            median = interpolated_median(proba, head.classes)
+            medians.append(median)
+            deviations.append((np.abs(head.classes[None, :] - np.rint(median)[:, None]) * proba).sum(axis=1))
+        return np.stack(medians, axis=1), np.stack(deviations, axis=1)
 
     def arrays(self) -> dict[str, np.ndarray]:
         out = {"mean": self.mean, "scale": self.scale}

@@ -50,3 +50,16 @@ def test_heads_round_trip_and_a_constant_dimension_is_its_value():
     np.testing.assert_allclose(again.predict(X), heads.predict(X))
     np.testing.assert_allclose(heads.predict(X)[:, 1], 3.0)
     assert set(np.rint(heads.predict(X)[:, 0])) <= {2.0, 5.0}
+
+
+def test_each_median_comes_with_its_expected_absolute_error():
+    X = np.random.default_rng(1).normal(size=(400, 2))
+    y = np.where(X[:, 0] > 0, 7.0, 1.0)[:, None]  # the first feature decides; the heads become sure of it
+    mean, scale = DistributionHeads.standardiser(X)
+    heads = DistributionHeads(mean, scale, [fit_dimension_head((X - mean) / scale, y[:, 0], 1.0)])
+    probe = np.array([[3.0, 0.0], [0.0, 0.0], [-3.0, 0.0]])  # sure high, on the fence, sure low
+    median, deviation = heads.predict_with_deviation(probe)
+    np.testing.assert_allclose(median, heads.predict(probe))
+    assert np.rint(median[[0, 2], 0]).tolist() == [7.0, 1.0]
+    assert deviation[1, 0] > 2.0  # 50/50 between 1 and 7: about 3
+    assert max(deviation[0, 0], deviation[2, 0]) < 0.5

@@ -65,7 +65,10 @@ def test_stack_round_trips_and_reports_member_spread(fitted, data, tmp_path):
     assert again.kind == "stack" and [m.kind for m in again.members] == ["lexical", "probe"]
     np.testing.assert_allclose(again.predict(te_x), fitted.predict(te_x), rtol=1e-5, atol=1e-5)
     mean, spread = again.predict_with_spread(te_x[:5])
-    assert mean.shape == spread.shape == (5, len(DIMS)) and (spread > 0).any()
+    assert mean.shape == spread.shape == (5, len(DIMS)) and (spread > 0).any() and (spread >= 0).all()
+    # distribution heads: the spread is their expected absolute error, not the members' disagreement
+    members_std = again.predict_members(te_x[:5]).std(axis=0)
+    assert not np.allclose(spread, members_std)
     assert again.predict([]).shape == (0, len(DIMS))
 
 
