@@ -9,7 +9,7 @@ The median is returned *interpolated*: each score value spreads its probability 
 (halfway to the neighbouring values, at most 0.49 either side), so the output is continuous, rounds back to the distribution's median
 (the calibration map ``whole``) and, left continuous, is a centre for conformal intervals whose coverage is
 not stuck on whole numbers. On the real sustainability labels this head as the stack's meta-model cut test
-MAE from 0.592 (ridge meta) to about 0.55 (benchmarks/results/accuracy_notes.md).
+MAE from 0.591 (ridge meta) to 0.553 (benchmarks/results/accuracy_notes.md).
 
 Plain numpy at prediction time: the fitted head is a standardiser and one weight matrix per dimension.
 """
