@@ -13,13 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
+from distillery.calibration import DEFAULT_MAPS
+
 
 class Student(ABC):
     """Predicts one 0-10 score per dimension of one filter (or of several, for ``multi``)."""
 
     kind: str = ""
     # the monotone maps calibration may choose from for this student's raw output (distillery.calibration)
-    calibration_maps: tuple[str, ...] = ("median", "mean", "identity")
+    calibration_maps: tuple[str, ...] = DEFAULT_MAPS
 
     def __init__(self, dimensions: Sequence[str]):
         self.dimensions = list(dimensions)

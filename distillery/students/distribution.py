@@ -20,8 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from distillery.calibration import DEFAULT_MAPS
+
 CLASS_STEP = 0.5  # targets are snapped to half scores: medians of two oracles' whole scores stay exact
 SPAN = 0.49  # the most a class's interpolated median moves from its value (< 0.5: it rounds back)
+CALIBRATION_MAPS = (*DEFAULT_MAPS, "whole")  # what a student serving these medians offers calibration
 
 
 @dataclass
@@ -81,6 +84,16 @@ class DistributionHeads:
 
     def __init__(self, mean: np.ndarray, scale: np.ndarray, heads: list[DimensionHead]):
         self.mean, self.scale, self.heads = mean, scale, heads
+
+    @classmethod
+    def fit(cls, X: np.ndarray, y: np.ndarray, c: float, mapper=None) -> DistributionHeads:
+        """One head per column of ``y`` on standardised ``X``; ``mapper(fn, args_list)`` runs the heads as parts
+        (a :mod:`distillery.parallel` runner's ``map``), else one after the other here."""
+        mean, scale = cls.standardiser(X)
+        Z = (X - mean) / scale
+        if mapper is None:
+            return cls(mean, scale, [fit_dimension_head(Z, y[:, d], c) for d in range(y.shape[1])])
+        return cls(mean, scale, mapper(fit_dimension_head, Z, [(y[:, d], c) for d in range(y.shape[1])]))
 
     @staticmethod
     def standardiser(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -37,7 +37,7 @@ import numpy as np
 
 from distillery import parallel
 from distillery.students.base import Student
-from distillery.students.distribution import DistributionHeads, fit_dimension_head
+from distillery.students.distribution import CALIBRATION_MAPS, DistributionHeads
 from distillery.students.manifest import load_student, make_student, read_manifest, write_manifest
 from distillery.students.params import check_params
 from distillery.students.parts import EMBEDDING_KINDS, encoder_choice, fit_member, member_inputs
@@ -90,8 +90,7 @@ class StackStudent(Student):
     @property
     def calibration_maps(self) -> tuple[str, ...]:
         """A distribution meta-model's output is an interpolated median: rounding it is a candidate map."""
-        base = Student.calibration_maps
-        return (*base, "whole") if self.params["meta"] == "distribution" else base
+        return CALIBRATION_MAPS if self.params["meta"] == "distribution" else Student.calibration_maps
 
     def _embedding_member(self) -> int | None:
         return next((i for i, m in enumerate(self.member_specs) if m["kind"] == "probe"), None)
@@ -167,11 +166,12 @@ class StackStudent(Student):
     def _fit_meta(self, X: np.ndarray, y: np.ndarray) -> None:
         if self.params["meta"] == "distribution":
             runner = parallel.current()
-            mean, scale = DistributionHeads.standardiser(X)
-            shared_Z = runner.share((X - mean) / scale)
-            heads = runner.map(fit_dimension_head, [(shared_Z, y[:, d], float(self.params["distribution_c"]))
-                                                    for d in range(y.shape[1])], stage="stack meta")
-            self._meta_heads = DistributionHeads(mean, scale, heads)
+
+            def on_runner(fn, Z, per_head):  # the heads as parts (over Ray inside a job), Z shared once
+                shared_Z = runner.share(Z)
+                return runner.map(fn, [(shared_Z, *args) for args in per_head], stage="stack meta")
+
+            self._meta_heads = DistributionHeads.fit(X, y, float(self.params["distribution_c"]), on_runner)
             return
         if self.params["meta"] == "boosted":
             runner = parallel.current()

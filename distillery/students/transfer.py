@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from distillery.students.base import Student
-from distillery.students.distribution import DistributionHeads, fit_dimension_head
+from distillery.students.distribution import CALIBRATION_MAPS, DistributionHeads
 from distillery.students.manifest import load_student, make_student, read_manifest, write_manifest
 from distillery.students.params import check_params
 
@@ -151,10 +151,7 @@ class TransferStudent(Student):
             oof[held] = inner.predict([texts[i] for i in held])
         X = np.hstack([oof, S])
         if self.params["meta"] == "distribution":
-            mean, scale = DistributionHeads.standardiser(X)
-            c = float(self.params["distribution_c"])
-            self._heads = DistributionHeads(mean, scale, [fit_dimension_head((X - mean) / scale, y[:, d], c)
-                                                          for d in range(y.shape[1])])
+            self._heads = DistributionHeads.fit(X, y, float(self.params["distribution_c"]))
         else:
             self._map = ridge_fit(X, y, alpha)
         self.base = self._new_base().fit(texts, y, val_texts, val_targets)
@@ -162,9 +159,8 @@ class TransferStudent(Student):
 
     @property
     def calibration_maps(self) -> tuple[str, ...]:
-        base = Student.calibration_maps
         distribution = self.params["mode"] == "features" and self.params["meta"] == "distribution"
-        return (*base, "whole") if distribution else base
+        return CALIBRATION_MAPS if distribution else Student.calibration_maps
 
     def _fitted(self) -> bool:
         return self.base is not None and (self._map is not None or self._heads is not None)
