@@ -97,3 +97,31 @@ def test_lexical_embedding_puts_similar_articles_close():
     emb = active.lexical_embedding(texts, dims=2)
     assert emb.shape == (6, 2)
     assert np.linalg.norm(emb[0] - emb[1]) < np.linalg.norm(emb[0] - emb[4])
+
+
+def test_learned_expected_error_finds_the_topic_the_students_get_wrong():
+    rng = np.random.default_rng(4)
+    n, pool_n, d = 300, 200, 3
+    labelled_emb, pool_emb = rng.normal(size=(n, 8)), rng.normal(size=(pool_n, 8))
+    hard_topic = labelled_emb[:, 0] > 1.0  # one region of the embedding where the members miss by ~3 points
+    targets = rng.uniform(0, 10, (n, d))
+    oob = np.stack([targets + np.where(hard_topic[:, None], 3.0, 0.0) + rng.normal(0, 0.3, (n, d))
+                    for _ in range(4)])
+    oob[rng.random(oob.shape[:2]) < 0.4] = np.nan
+    pool_preds = rng.uniform(0, 10, (4, pool_n, d))  # the predictions alone say nothing about the error
+    expected = active.learned_expected_error(oob, targets, labelled_emb, pool_preds, pool_emb)
+    in_topic = pool_emb[:, 0] > 1.0
+    assert expected.shape == (pool_n,)
+    assert expected[in_topic].mean() > 3 * expected[~in_topic].mean()
+    assert active.learned_expected_error(oob[:, :20], targets[:20], labelled_emb[:20], pool_preds, pool_emb) is None
+
+
+def test_plan_batch_picks_distinct_pool_articles_with_their_expected_error():
+    topics = ["solar power grid storage battery", "football league match goal", "central bank interest rates"]
+    texts = [f"{topics[i % 3]} report number {i} with details" for i in range(90)]
+    targets = np.array([[8.0, 6.0] if i % 3 == 0 else [1.0, 2.0] for i in range(90)])
+    pool = [f"{topics[i % 3]} update {i} and more" for i in range(40)]
+    chosen, expected = active.plan_batch(texts, targets, pool, 10, seed=1)
+    assert len(chosen) == len(set(chosen)) == 10
+    assert all(0 <= i < len(pool) for i in chosen)
+    assert expected.shape == (len(pool),) and np.all(expected >= 0)
