@@ -178,7 +178,7 @@ def main() -> int:
     ap.add_argument("--members", type=int, default=4)
     ap.add_argument("--seeds", default="13,14,15,16,17,18", help="split + seed-set seeds; curves are averaged over "
                     "them (one seed's saving swings by +-8 points)")
-    ap.add_argument("--strategies", default=",".join(active.STRATEGIES))
+    ap.add_argument("--strategies", default=",".join([*active.STRATEGIES, "diverse_binned"]))
     ap.add_argument("--cost-weight", type=float, default=1.0, help="diverse: expected error / relative cost ** w")
     ap.add_argument("--focus", type=float, default=active.FOCUS, help="diverse: k-means weight exponent")
     ap.add_argument("--name", default="active_learning", help="results file stem")
