@@ -1,9 +1,11 @@
 """Transfer to a new filter: does a related filter's student help a filter with 100-400 labels?
 
     .venv/bin/python benchmarks/transfer.py [--targets ai-engineering-practice,uplifting-v1] [--sizes 100,200,400]
+        [--source-kind lexical|stack] [--name transfer]
 
-Source: a ``lexical`` student trained on all real ``sustainability/v1`` labels (7.6k; cached under
-build/transfer). Targets: the small real label sets in ../shared/datasets/origin/oracle/ (one label per article:
+Source: a ``lexical`` student (``--source-kind stack``: the default ``stack``, lexical + MiniLM probe, whose
+embeddings are cached under build/embeddings) trained on all real ``sustainability/v1`` labels (7.6k; cached
+under build/transfer). Targets: the small real label sets in ../shared/datasets/origin/oracle/ (one label per article:
 the first file in name order that scores it; preview-only records are skipped). For each target and size, a
 seeded sample of that many articles (all of them when the set is smaller) is scored by 5-fold cross-validation:
 the plain ``lexical`` student against ``transfer`` students (modes ``prior`` and ``features``) with the same base,
@@ -11,7 +13,7 @@ and ``lexical_distribution``: the features mode *without* sources (a ``stack`` o
 same distribution heads), which separates what the sources add from what the distribution heads add.
 MAE is of the raw predictions clamped to 0-10 (no calibration: it would be fitted on the same few labels); for
 students whose raw output is a distribution's interpolated median, of that median (the raw value rounded).
-Writes benchmarks/results/transfer.json, .md and transfer.png (the learning curves).
+Writes benchmarks/results/<name>.json, .md and .png (the learning curves; name ``transfer`` by default).
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ ORIGIN = Path(os.environ.get("DISTILLERY_ORIGIN_DATA", ROOT.parent / "shared" / 
 SOURCE_DATA = ORIGIN / "sustainability__v1__bulk-labeling__gemini.jsonl"
 TARGETS = {"ai-engineering-practice": "ai-engineering-practice__v1__*", "uplifting-v1": "uplifting__v1__*",
            "investment-risk-v2": "investment-risk__v2__*"}
-SOURCE_DIR = ROOT / "build" / "transfer" / "source_sustainability_lexical"
+SOURCE_ROOT = ROOT / "build" / "transfer"
+EMBED_CACHE = ROOT / "build" / "embeddings"
 RESULTS = ROOT / "benchmarks" / "results"
 VARIANTS = ("lexical", "transfer_prior", "transfer_features", "lexical_distribution")
 TRANSFER_C = 0.3  # the transfer student's distribution_c default, for the no-transfer twin too
@@ -57,14 +60,16 @@ class Memo:
         return np.stack([self.memo[t] for t in texts])
 
 
-def source_student():
-    if (SOURCE_DIR / "manifest.json").is_file():
-        return load_student(SOURCE_DIR)
+def source_student(kind: str = "lexical"):
+    folder = SOURCE_ROOT / f"source_sustainability_{kind}"
+    if (folder / "manifest.json").is_file():
+        return load_student(folder)
     spec = load_filter(ROOT / "filters" / "sustainability" / "v1")
     ds = build_dataset(spec, records_from_jsonl(SOURCE_DATA), seed=0)
-    student = make_student("lexical", spec.dimension_names, filter=spec.ref)
+    extra = {"cache_dir": EMBED_CACHE} if kind == "stack" else {}
+    student = make_student(kind, spec.dimension_names, filter=spec.ref, **extra)
     student.fit([e.input_text for e in ds.examples], np.array([e.targets for e in ds.examples]))
-    student.save(SOURCE_DIR)
+    student.save(folder)
     return student
 
 
@@ -112,10 +117,13 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", default="100,200,400")
     ap.add_argument("--repeats", type=int, default=2, help="seeded samples per size (all labels: one)")
     ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--source-kind", choices=("lexical", "stack"), default="lexical")
+    ap.add_argument("--name", default="transfer", help="results file stem")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    source = Memo(source_student())
-    results: dict = {"source": "sustainability/v1 lexical (all 7.6k labels)", "folds": args.folds, "targets": {}}
+    source = Memo(source_student(args.source_kind))
+    results: dict = {"source": f"sustainability/v1 {args.source_kind}", "folds": args.folds, "targets": {},
+                     "command": "python benchmarks/transfer.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     for name in args.targets.split(","):
         texts, y, dims = target_set(TARGETS[name])
         curve = []
@@ -140,14 +148,15 @@ def main(argv=None) -> int:
         results["targets"][name] = {"n_labels": len(texts), "dimensions": dims, "curve": curve}
     results["seconds"] = time.perf_counter() - t0
     results["load_average"], results["cpus"] = os.getloadavg()[0], os.cpu_count()
-    write(results)
+    write(results, args.name)
     return 0
 
 
-def write(results: dict) -> None:
+def write(results: dict, stem: str = "transfer") -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "transfer.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
-    lines = ["# Transfer to a new filter (source: sustainability/v1 lexical student)", "",
+    (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    lines = [f"# Transfer to a new filter (source: {results['source']} student, all 7.6k labels)", "",
+             f"`{results['command']}`", "",
              (f"{results['folds']}-fold cross-validated MAE (raw predictions clamped to 0-10) on seeded samples of "
               f"each small real label set; {results['cpus']} shared CPUs, load average "
               f"{results['load_average']:.1f}; {results['seconds']:.0f} s in all."), "",
@@ -160,8 +169,8 @@ def write(results: dict) -> None:
             lines.append(f"| {name} | {row['n']} | {row['lexical']:.3f} | {row['transfer_prior']:.3f} | "
                          f"{row['transfer_features']:.3f} | {row['transfer_prior_gain']:+.1%} / "
                          f"{row['transfer_features_gain']:+.1%} | {row['lexical_distribution']:.3f} | {alone:+.1%} |")
-    (RESULTS / "transfer.md").write_text("\n".join(lines) + "\n\n![learning curves](transfer.png)\n",
-                                         encoding="utf-8")
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + f"\n\n![learning curves]({stem}.png)\n",
+                                        encoding="utf-8")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -177,7 +186,7 @@ def write(results: dict) -> None:
         ax.set_ylabel("cross-validated MAE")
         ax.legend()
     fig.tight_layout()
-    fig.savefig(RESULTS / "transfer.png", dpi=90)
+    fig.savefig(RESULTS / f"{stem}.png", dpi=90)
     print("\n".join(lines))
 
 
