@@ -86,9 +86,6 @@ def learned_expected_error(oob_predictions: np.ndarray, targets: np.ndarray, lab
     and the embedding. On the real sustainability labels their most-suspect 5% of the pool held 1.9-2.0 mean
     absolute error against 1.5-1.7 for the binned :class:`~distillery.uncertainty.ErrorModel`
     (benchmarks/results/active_learning_notes.md)."""
-    from sklearn.ensemble import HistGradientBoostingRegressor
-    from sklearn.neighbors import NearestNeighbors
-
     oob = np.asarray(oob_predictions, dtype=np.float64)
     seen = (~np.isnan(oob[..., 0])).sum(axis=0) >= 1
     if seen.sum() < MIN_ERROR_ROWS:
@@ -99,16 +96,30 @@ def learned_expected_error(oob_predictions: np.ndarray, targets: np.ndarray, lab
     known = np.asarray(labelled_embeddings, dtype=np.float64)[seen]
     pool_embeddings = np.asarray(pool_embeddings, dtype=np.float64)
     pool = np.asarray(pool_predictions, dtype=np.float64)
+    by_neighbours = _neighbour_error(error, known, pool_embeddings)
+    by_booster = _boosted_error(error, np.hstack([mean, spread, known]),
+                                np.hstack([pool.mean(axis=0), pool.std(axis=0), pool_embeddings]), seed)
+    # rescaled to the labelled articles' mean error, so the value reads as an MAE (active-select prints it)
+    return error.mean() * (by_neighbours / max(by_neighbours.mean(), 1e-12) + by_booster / by_booster.mean()) / 2
+
+
+def _neighbour_error(error: np.ndarray, known: np.ndarray, pool_embeddings: np.ndarray) -> np.ndarray:
+    """Mean error of each pool row's nearest labelled rows in the embedding."""
+    from sklearn.neighbors import NearestNeighbors
+
     k = min(ERROR_NEIGHBOURS, len(known))
     _, nearest = NearestNeighbors(n_neighbors=k).fit(known).kneighbors(pool_embeddings)
-    by_neighbours = error[nearest].mean(axis=1)
+    return error[nearest].mean(axis=1)
+
+
+def _boosted_error(error: np.ndarray, labelled_features: np.ndarray, pool_features: np.ndarray,
+                   seed: int) -> np.ndarray:
+    """A gradient-boosted regression of the error on the labelled rows' features, applied to the pool's."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
     booster = HistGradientBoostingRegressor(max_iter=200, learning_rate=0.05, max_leaf_nodes=15,
                                             min_samples_leaf=20, random_state=seed)
-    booster.fit(np.hstack([mean, spread, known]), error)
-    by_booster = np.maximum(booster.predict(np.hstack([pool.mean(axis=0), pool.std(axis=0), pool_embeddings])),
-                            1e-3)
-    scale = error.mean()
-    return scale * (by_neighbours / max(by_neighbours.mean(), 1e-12) + by_booster / by_booster.mean()) / 2
+    return np.maximum(booster.fit(labelled_features, error).predict(pool_features), 1e-3)
 
 
 def expected_error(member_predictions: np.ndarray, model) -> np.ndarray:
