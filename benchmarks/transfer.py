@@ -1,7 +1,7 @@
 """Transfer to a new filter: does a related filter's student help a filter with 100-400 labels?
 
     .venv/bin/python benchmarks/transfer.py [--targets ai-engineering-practice,uplifting-v1] [--sizes 100,200,400]
-        [--source-kind lexical|stack] [--name transfer]
+        [--source-kind lexical|stack] [--source sustainability-v1|uplifting-v1|...] [--name transfer]
 
 Source: a ``lexical`` student (``--source-kind stack``: the default ``stack``, lexical + MiniLM probe, whose
 embeddings are cached under build/embeddings) trained on all real ``sustainability/v1`` labels (7.6k; cached
@@ -38,7 +38,12 @@ from distillery.students import compose_text, load_student, make_student
 ORIGIN = Path(os.environ.get("DISTILLERY_ORIGIN_DATA", ROOT.parent / "shared" / "datasets" / "origin")) / "oracle"
 SOURCE_DATA = ORIGIN / "sustainability__v1__bulk-labeling__gemini.jsonl"
 TARGETS = {"ai-engineering-practice": "ai-engineering-practice__v1__*", "uplifting-v1": "uplifting__v1__*",
-           "investment-risk-v2": "investment-risk__v2__*"}
+           "investment-risk-v2": "investment-risk__v2__*",
+           # new versions of a filter, with the same dimensions as an older one (tens of labels each)
+           "uplifting-v4": "uplifting__v4__*", "sustainability-tech-innovation-v2": "sustainability_tech_innovation__v2__*",
+           "sustainability-tech-deployment-v1": "sustainability_tech_deployment__v1__*"}
+# --source: the bulk sustainability labels, or an older filter's small label set (any TARGETS key)
+DEFAULT_SOURCE = "sustainability-v1"
 SOURCE_ROOT = ROOT / "build" / "transfer"
 EMBED_CACHE = ROOT / "build" / "embeddings"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -60,10 +65,16 @@ class Memo:
         return np.stack([self.memo[t] for t in texts])
 
 
-def source_student(kind: str = "lexical"):
-    folder = SOURCE_ROOT / f"source_sustainability_{kind}"
+def source_student(kind: str = "lexical", name: str = DEFAULT_SOURCE):
+    folder = SOURCE_ROOT / (f"source_sustainability_{kind}" if name == DEFAULT_SOURCE else f"source_{name}_{kind}")
     if (folder / "manifest.json").is_file():
         return load_student(folder)
+    if name != DEFAULT_SOURCE:
+        texts, y, dims = target_set(TARGETS[name])
+        student = make_student(kind, dims, filter=name, **({"cache_dir": EMBED_CACHE} if kind == "stack" else {}))
+        student.fit(texts, y)
+        student.save(folder)
+        return student
     spec = load_filter(ROOT / "filters" / "sustainability" / "v1")
     ds = build_dataset(spec, records_from_jsonl(SOURCE_DATA), seed=0)
     extra = {"cache_dir": EMBED_CACHE} if kind == "stack" else {}
@@ -88,21 +99,21 @@ def target_set(pattern: str) -> tuple[list[str], np.ndarray, list[str]]:
     return texts, np.array([[float(r["dimension_scores"][d]) for d in dims] for r in records]), dims
 
 
-def make(variant: str, dims: list[str], source) -> object:
+def make(variant: str, dims: list[str], source, source_name: str = DEFAULT_SOURCE) -> object:
     if variant == "lexical":
         return make_student("lexical", dims)
     if variant == "lexical_distribution":
         return make_student("stack", dims, members=[{"kind": "lexical"}], distribution_c=TRANSFER_C)
     student = make_student("transfer", dims, mode=variant.removeprefix("transfer_"))
-    return student.set_sources([source], ["sustainability/v1"])
+    return student.set_sources([source], [source_name])
 
 
-def cross_validated_mae(variant, texts, y, dims, source, folds, seed) -> float:
+def cross_validated_mae(variant, texts, y, dims, source, folds, seed, source_name=DEFAULT_SOURCE) -> float:
     fold_of = np.random.default_rng(seed).permutation(len(texts)) % folds
     errors = np.zeros_like(y)
     for k in range(folds):
         train, held = np.flatnonzero(fold_of != k), np.flatnonzero(fold_of == k)
-        student = make(variant, dims, source).fit([texts[i] for i in train], y[train])
+        student = make(variant, dims, source, source_name).fit([texts[i] for i in train], y[train])
         pred = student.predict([texts[i] for i in held])
         if "whole" in student.calibration_maps:
             pred = np.rint(pred)  # the predicted distribution's median
@@ -118,11 +129,13 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=2, help="seeded samples per size (all labels: one)")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--source-kind", choices=("lexical", "stack"), default="lexical")
+    ap.add_argument("--source", choices=(DEFAULT_SOURCE, *TARGETS), default=DEFAULT_SOURCE,
+                    help="the source filter's labels: the bulk sustainability set or an older filter's small set")
     ap.add_argument("--name", default="transfer", help="results file stem")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    source = Memo(source_student(args.source_kind))
-    results: dict = {"source": f"sustainability/v1 {args.source_kind}", "folds": args.folds, "targets": {},
+    source = Memo(source_student(args.source_kind, args.source))
+    results: dict = {"source": f"{args.source} {args.source_kind}", "folds": args.folds, "targets": {},
                      "command": "python benchmarks/transfer.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     for name in args.targets.split(","):
         texts, y, dims = target_set(TARGETS[name])
@@ -138,7 +151,7 @@ def main(argv=None) -> int:
                 for r in range(repeats):
                     pick = np.sort(np.random.default_rng(100 + r).permutation(len(texts))[:n])
                     maes.append(cross_validated_mae(variant, [texts[i] for i in pick], y[pick], dims, source,
-                                                    args.folds, seed=r))
+                                                    args.folds, seed=r, source_name=args.source))
                 row[variant] = float(np.mean(maes))
             row["mean_predictor"] = float(np.abs(y - y.mean(axis=0)).mean())
             for variant in VARIANTS[1:]:
@@ -155,7 +168,7 @@ def main(argv=None) -> int:
 def write(results: dict, stem: str = "transfer") -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
-    lines = [f"# Transfer to a new filter (source: {results['source']} student, all 7.6k labels)", "",
+    lines = [f"# Transfer to a new filter (source: {results['source']} student, trained on all its labels)", "",
              f"`{results['command']}`", "",
              (f"{results['folds']}-fold cross-validated MAE (raw predictions clamped to 0-10) on seeded samples of "
               f"each small real label set; {results['cpus']} shared CPUs, load average "
