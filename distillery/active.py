@@ -65,13 +65,19 @@ def bootstrap_error_model(oob_predictions: np.ndarray, targets: np.ndarray):
     held-out set (features: mean raw score and the members' spread). None when fewer than 10 such rows."""
     from distillery.uncertainty import ErrorModel
 
-    oob = np.asarray(oob_predictions, dtype=np.float64)
-    seen = (~np.isnan(oob[..., 0])).sum(axis=0) >= 2
+    seen, raw, spread = _out_of_bag(oob_predictions, min_members=2)
     if seen.sum() < 10:
         return None
-    rows = oob[:, seen]
-    raw, spread = np.nanmean(rows, axis=0), np.nanstd(rows, axis=0)
     return ErrorModel.fit(raw, raw, raw, raw, np.asarray(targets, dtype=np.float64)[seen], spread)
+
+
+def _out_of_bag(oob_predictions: np.ndarray, min_members: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The labelled rows seen out-of-bag by at least ``min_members`` members (a mask), and those rows' mean
+    prediction and members' spread, both (n_seen, d)."""
+    oob = np.asarray(oob_predictions, dtype=np.float64)
+    seen = (~np.isnan(oob[..., 0])).sum(axis=0) >= min_members
+    rows = oob[:, seen]
+    return seen, np.nanmean(rows, axis=0), np.nanstd(rows, axis=0)
 
 
 def learned_expected_error(oob_predictions: np.ndarray, targets: np.ndarray, labelled_embeddings: np.ndarray,
@@ -86,12 +92,9 @@ def learned_expected_error(oob_predictions: np.ndarray, targets: np.ndarray, lab
     and the embedding. On the real sustainability labels their most-suspect 5% of the pool held 1.9-2.0 mean
     absolute error against 1.5-1.7 for the binned :class:`~distillery.uncertainty.ErrorModel`
     (benchmarks/results/active_learning_notes.md)."""
-    oob = np.asarray(oob_predictions, dtype=np.float64)
-    seen = (~np.isnan(oob[..., 0])).sum(axis=0) >= 1
+    seen, mean, spread = _out_of_bag(oob_predictions, min_members=1)
     if seen.sum() < MIN_ERROR_ROWS:
         return None
-    rows = oob[:, seen]
-    mean, spread = np.nanmean(rows, axis=0), np.nanstd(rows, axis=0)
     error = np.abs(mean - np.asarray(targets, dtype=np.float64)[seen]).mean(axis=1)
     known = np.asarray(labelled_embeddings, dtype=np.float64)[seen]
     pool_embeddings = np.asarray(pool_embeddings, dtype=np.float64)

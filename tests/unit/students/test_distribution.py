@@ -55,8 +55,7 @@ def test_heads_round_trip_and_a_constant_dimension_is_its_value():
 def test_each_median_comes_with_its_expected_absolute_error():
     X = np.random.default_rng(1).normal(size=(400, 2))
     y = np.where(X[:, 0] > 0, 7.0, 1.0)[:, None]  # the first feature decides; the heads become sure of it
-    mean, scale = DistributionHeads.standardiser(X)
-    heads = DistributionHeads(mean, scale, [fit_dimension_head((X - mean) / scale, y[:, 0], 1.0)])
+    heads = DistributionHeads.fit(X, y, 1.0)
     probe = np.array([[3.0, 0.0], [0.0, 0.0], [-3.0, 0.0]])  # sure high, on the fence, sure low
     median, deviation = heads.predict_with_deviation(probe)
     np.testing.assert_allclose(median, heads.predict(probe))
