@@ -69,17 +69,15 @@ def source_student(kind: str = "lexical", name: str = DEFAULT_SOURCE):
     folder = SOURCE_ROOT / (f"source_sustainability_{kind}" if name == DEFAULT_SOURCE else f"source_{name}_{kind}")
     if (folder / "manifest.json").is_file():
         return load_student(folder)
-    if name != DEFAULT_SOURCE:
-        texts, y, dims = target_set(TARGETS[name])
-        student = make_student(kind, dims, filter=name, **({"cache_dir": EMBED_CACHE} if kind == "stack" else {}))
-        student.fit(texts, y)
-        student.save(folder)
-        return student
-    spec = load_filter(ROOT / "filters" / "sustainability" / "v1")
-    ds = build_dataset(spec, records_from_jsonl(SOURCE_DATA), seed=0)
-    extra = {"cache_dir": EMBED_CACHE} if kind == "stack" else {}
-    student = make_student(kind, spec.dimension_names, filter=spec.ref, **extra)
-    student.fit([e.input_text for e in ds.examples], np.array([e.targets for e in ds.examples]))
+    if name == DEFAULT_SOURCE:
+        spec = load_filter(ROOT / "filters" / "sustainability" / "v1")
+        ds = build_dataset(spec, records_from_jsonl(SOURCE_DATA), seed=0)
+        texts, y, dims, ref = ([e.input_text for e in ds.examples], np.array([e.targets for e in ds.examples]),
+                               spec.dimension_names, spec.ref)
+    else:
+        (texts, y, dims), ref = target_set(TARGETS[name]), name
+    student = make_student(kind, dims, filter=ref, **({"cache_dir": EMBED_CACHE} if kind == "stack" else {}))
+    student.fit(texts, y)
     student.save(folder)
     return student
 
