@@ -14,6 +14,10 @@ export TOKENIZERS_PARALLELISM := false
 export DS_BUILD_OPS := 0
 export TORCH_EXTENSIONS_DIR := $(CURDIR)/build/torch_extensions
 export RAY_AUTH_MODE := disabled
+# pytest-xdist workers for `make test`: the suite mostly waits on service processes and brokers, so two workers
+# cut it by a third on two cores (three are slower); each worker starts its own broker, S3 server and Ray, and
+# tests isolate themselves by unique topic, schema and key names
+TEST_WORKERS ?= 2
 
 .PHONY: help setup lock system-deps demo up test test-fast test-integration test-cluster lint lint-imports protos protos-check dashboards dashboards-check helm-lint bench clean
 
@@ -51,7 +55,7 @@ up: ## Start the four services locally and leave them running (Ctrl-C stops them
 	$(BIN)/distillery up
 
 test: ## Run the whole test suite (unit, integration with real services, e2e); the multi-node ones run in test-cluster
-	$(BIN)/pytest -q --durations=25 tests -m "not ray_cluster"
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --durations=25 tests -m "not ray_cluster"
 
 test-cluster: ## Run the rendered Helm chart as separate hosts (root: netns, veth, cgroups) through the whole loop, then the 2-node Ray trainer tests (~5 min, capped at 19)
 	DISTILLERY_TEST_CLUSTER=1 timeout --signal=TERM --kill-after=30 440 $(PY) -m pytest -q -rfE --tb=short tests/cluster
@@ -61,7 +65,7 @@ test-fast: ## Run unit tests only
 	$(BIN)/pytest -q tests/unit
 
 test-integration: ## Run integration and e2e tests only
-	$(BIN)/pytest -q tests/integration tests/e2e
+	$(BIN)/pytest -q -n $(TEST_WORKERS) tests/integration tests/e2e
 
 lint: lint-imports ## Lint Python sources with ruff, then the layer contracts (.importlinter)
 	$(BIN)/ruff check distillery services tests benchmarks
