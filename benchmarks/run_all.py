@@ -138,8 +138,9 @@ MEASURED = [
     ("inference, lexical student through gRPC", "inference_throughput", _lexical_served),
     ("inference, MiniLM probe at 256 tokens", "inference_throughput", _probe_served),
     ("streaming raw → scored, lexical (default / word n-grams)", "stream_e2e", _stream),
-    (("active learning on real labels (`diverse`: learned expected error per oracle cost, spread by clustering; "
-     "`distillery active-select`)"), "active_learning", _active),
+    (("active learning on real labels (`diverse`: learned expected error x a MiniLM ridge's disagreement with the "
+      "lexical students, per oracle cost, spread by clustering; `distillery active-select`)"), "active_learning",
+     _active),
     (("the chart as a cluster in a box: 3,000 articles raw → labels → Ray training → S3 → scored by 2 replicas, "
       "one pod per Deployment killed"), "cluster_loop", _cluster_loop),
 ]

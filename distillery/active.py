@@ -11,7 +11,10 @@ spread where too few articles are labelled for that). Strategies (:data:`STRATEG
 - ``uncertainty``: the most uncertain, plus a random ``explore_share``;
 - ``diverse``: weighted k-means in an embedding space with one cluster per label to buy, each article weighted
   by its value per unit of oracle cost (expected error / relative cost ** ``cost_weight``), then the most
-  valuable article of every cluster. Pure uncertainty keeps asking about one kind of outlier and skews the
+  valuable article of every cluster. With a *committee* (:func:`committee_expected_error`) the expected error
+  is also weighted by how far a member of another family, a ridge on sentence-encoder embeddings, disagrees
+  with the lexical ensemble: where a meaning-based and a vocabulary-based student differ, one of them is
+  wrong. Pure uncertainty keeps asking about one kind of outlier and skews the
   labelled sample; the clusters spread a batch over the pool's regions, the weights pull the centres towards
   where the student errs.
 
@@ -22,7 +25,7 @@ the ``uncertain`` routing to ``oracle.requests`` in serving.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -32,6 +35,10 @@ KMEANS_ITERATIONS = 50  # a batch's clusters need not converge fully; this bound
 # k-means weight = (value / mean value) ** FOCUS: 4 saved the most labels of 1, 2, 4 and 8 on the real labels
 # (benchmarks/results/active_learning_notes.md)
 FOCUS = 4.0
+# expected error x (cross-family disagreement / its mean) ** COMMITTEE_WEIGHT: on the real labels 1 saved 31% of the
+# labels, 0.5 29.5%, 1.5 and 2 31%, no committee 25% (benchmarks/results/active_learning_notes.md)
+COMMITTEE_WEIGHT = 1.0
+PROBE_ALPHAS = (0.1, 0.3, 1.0, 3.0, 10.0)  # ridge strengths the committee's encoder member chooses from (leave-one-out)
 ERROR_NEIGHBOURS = 15  # labelled neighbours whose out-of-bag errors predict a pool article's error
 MIN_ERROR_ROWS = 50  # out-of-bag rows needed before the learned error model replaces the binned ErrorModel
 
@@ -123,6 +130,30 @@ def _boosted_error(error: np.ndarray, labelled_features: np.ndarray, pool_featur
     booster = HistGradientBoostingRegressor(max_iter=200, learning_rate=0.05, max_leaf_nodes=15,
                                             min_samples_leaf=20, random_state=seed)
     return np.maximum(booster.fit(labelled_features, error).predict(pool_features), 1e-3)
+
+
+def encoder_member_predictions(labelled_embeddings: np.ndarray, targets: np.ndarray,
+                               pool_embeddings: np.ndarray) -> np.ndarray:
+    """The committee's member of another family: a ridge on sentence-encoder embeddings of the labelled articles
+    (strength chosen by leave-one-out), its predictions of the pool (n_pool, d)."""
+    from sklearn.linear_model import RidgeCV
+
+    ridge = RidgeCV(alphas=PROBE_ALPHAS).fit(np.asarray(labelled_embeddings, dtype=np.float64),
+                                             np.asarray(targets, dtype=np.float64))
+    return ridge.predict(np.asarray(pool_embeddings, dtype=np.float64))
+
+
+def committee_expected_error(expected: np.ndarray, member_predictions: np.ndarray, encoder_predictions: np.ndarray,
+                             weight: float = COMMITTEE_WEIGHT) -> np.ndarray:
+    """``expected`` (n,) weighted by the disagreement between the lexical members' mean prediction (k, n, d) and
+    the encoder member's (n, d), (disagreement / its mean) ** ``weight``; rescaled to ``expected``'s mean, so the
+    value still reads as an MAE. The two families err on different articles (vocabulary vs meaning), so where
+    they disagree at least one is wrong; a bootstrap ensemble of one family mostly agrees with itself there."""
+    expected = np.asarray(expected, dtype=np.float64)
+    lexical = np.asarray(member_predictions, dtype=np.float64).mean(axis=0)
+    disagreement = np.abs(np.asarray(encoder_predictions, dtype=np.float64) - lexical).mean(axis=1)
+    value = expected * (np.maximum(disagreement, 1e-6) / max(float(disagreement.mean()), 1e-6)) ** float(weight)
+    return value * expected.mean() / max(float(value.mean()), 1e-12)
 
 
 def expected_error(member_predictions: np.ndarray, model) -> np.ndarray:
@@ -254,9 +285,13 @@ def bootstrap_predictions(texts: Sequence[str], targets: np.ndarray, pool_texts:
 
 def plan_batch(texts: Sequence[str], targets: np.ndarray, pool_texts: Sequence[str], k: int,
                strategy: str = "diverse", members: int = 4, seed: int = 0, prompt_tokens: int = 8000,
-               cost_weight: float = 1.0) -> tuple[list[int], np.ndarray]:
+               cost_weight: float = 1.0,
+               encode: Callable[[list[str]], np.ndarray] | None = None) -> tuple[list[int], np.ndarray]:
     """The next ``k`` pool articles to send to the oracle, given the labelled ``texts``/``targets``: positions in
-    ``pool_texts`` and every pool article's expected error (the value the strategies rank by)."""
+    ``pool_texts`` and every pool article's expected error (the value the strategies rank by).
+
+    ``encode`` (texts -> sentence-encoder embeddings, for example a probe student's ``embed``) adds the
+    committee's encoder member to ``diverse``'s expected error (:func:`committee_expected_error`)."""
     if len(texts) < 2:
         raise ValueError("active selection needs at least 2 labelled articles")
     pool_preds, oob = bootstrap_predictions(texts, targets, pool_texts, members, seed)
@@ -266,6 +301,10 @@ def plan_batch(texts: Sequence[str], targets: np.ndarray, pool_texts: Sequence[s
     expected = learned_expected_error(oob, targets, labelled_emb, pool_preds, embeddings, seed)
     if expected is None:
         expected = expected_error(pool_preds, bootstrap_error_model(oob, targets))
+    if encode is not None and strategy == "diverse":
+        encoded = np.asarray(encode([*texts, *pool_texts]))
+        encoder_preds = encoder_member_predictions(encoded[: len(texts)], targets, encoded[len(texts):])
+        expected = committee_expected_error(expected, pool_preds, encoder_preds)
     rng = np.random.default_rng(seed)
     cost = oracle_cost(pool_texts, prompt_tokens)
     chosen = select(range(len(pool_texts)), k, strategy, expected, rng, embeddings=embeddings, cost=cost,

@@ -32,6 +32,10 @@ def active_select(
                                           "per oracle cost, spread by clustering)")] = "diverse",
     cost_weight: Annotated[float, typer.Option("--cost-weight", min=0.0, help="diverse: divide the expected "
                                                "error by the relative oracle cost to this power (0: ignore cost)")] = 1.0,
+    committee: Annotated[bool, typer.Option("--committee/--no-committee", help="diverse: also weight the expected "
+                                            "error by how far a ridge on sentence-encoder (MiniLM) embeddings "
+                                            "disagrees with the lexical students (embeds every article once; "
+                                            "cached under DISTILLERY_EMBED_CACHE when set)")] = True,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     filters_dir: Annotated[Path | None, typer.Option("--filters-dir", help="folder of filter packages")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="write the picked pool records here (JSONL; "
@@ -58,14 +62,21 @@ def active_select(
     candidates = list(read_jsonl(pool))
     pool_texts = [compose_text(r.get("title", ""), r.get("text", "")) for r in candidates]
     prompt_tokens = max(1, len(spec.prompt_template) // 4)
+    encode = None
+    if committee and strategy == "diverse":
+        from distillery.students.probe import ProbeStudent
+
+        encode = ProbeStudent(dims, filter=str(spec.ref)).embed
     chosen, expected = active.plan_batch(texts, targets, pool_texts, count, strategy, seed=seed,
-                                         prompt_tokens=prompt_tokens, cost_weight=cost_weight)
+                                         prompt_tokens=prompt_tokens, cost_weight=cost_weight, encode=encode)
     lines = [json.dumps({**candidates[i], "expected_error": round(float(expected[i]), 4)}) for i in chosen]
     if out is None:
         typer.echo("\n".join(lines))
     else:
         out.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
-    err.print(f"picked {len(chosen)} of {len(candidates)} pool articles ({strategy}) from {len(texts)} labels")
+    committee_note = " with the encoder committee" if encode is not None else ""
+    err.print(f"picked {len(chosen)} of {len(candidates)} pool articles ({strategy}{committee_note}) from "
+              f"{len(texts)} labels")
 
 
 def register(app: typer.Typer) -> None:

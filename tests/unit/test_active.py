@@ -125,3 +125,36 @@ def test_plan_batch_picks_distinct_pool_articles_with_their_expected_error():
     assert len(chosen) == len(set(chosen)) == 10
     assert all(0 <= i < len(pool) for i in chosen)
     assert expected.shape == (len(pool),) and np.all(expected >= 0)
+
+
+def test_committee_weights_the_expected_error_where_the_encoder_member_disagrees():
+    expected = np.ones(4)
+    lexical = np.stack([np.full((4, 2), 5.0), np.full((4, 2), 5.0)])
+    encoder = np.array([[5.0, 5.0], [5.0, 5.0], [5.5, 5.5], [9.0, 9.0]])  # far off on the last article
+    value = active.committee_expected_error(expected, lexical, encoder)
+    assert value.mean() == pytest.approx(expected.mean())  # still reads as an MAE
+    assert value[3] > value[2] > value[0] == pytest.approx(value[1])
+    assert np.allclose(active.committee_expected_error(expected, lexical, encoder, weight=0.0), expected)
+
+
+def test_plan_batch_with_an_encoder_picks_what_only_the_encoder_recognises():
+    """Pool articles say in new words what high-scoring labelled articles said: the lexical students cannot know
+    (their vocabulary is unseen), the encoder member can (same embedding), so they disagree there and the
+    committee spends the labels on them."""
+    rng = np.random.default_rng(3)
+    common = ["city council meets on tuesday", "weather stays mild this week", "local team wins the cup"]
+    texts = [f"{common[i % 3]} item {i}" for i in range(60)] + [f"solar farm opens near the river {i}" for i in range(20)]
+    targets = np.array([[1.0, 1.0]] * 60 + [[9.0, 9.0]] * 20)
+    synonyms = [f"photovoltaic plant starts feeding power {i}" for i in range(15)]
+    pool = [f"{common[i % 3]} note {i}" for i in range(45)] + synonyms
+
+    def encode(batch):  # meaning: one axis for "renewable plant" whatever the words, noise elsewhere
+        meaning = np.array([[1.0] if ("solar" in t or "photovoltaic" in t) else [0.0] for t in batch])
+        return np.hstack([meaning, 0.05 * rng.normal(size=(len(batch), 3))])
+
+    with_committee, value = active.plan_batch(texts, targets, pool, 8, seed=1, encode=encode)
+    without, _ = active.plan_batch(texts, targets, pool, 8, seed=1)
+    picked_synonyms = sum(i >= 45 for i in with_committee)
+    assert picked_synonyms > sum(i >= 45 for i in without)
+    assert picked_synonyms >= 6
+    assert value[45:].mean() > 2 * value[:45].mean()

@@ -32,19 +32,35 @@ def _article(rng, topic: str, i: int, scored: bool) -> dict:
     return record
 
 
-def test_active_select_picks_distinct_pool_articles_from_every_region(tmp_path):
+def _select(tmp_path, *flags: str) -> list[dict]:
+    """8 picks from a pool of four topics, given labels of three (wind is new)."""
     rng = np.random.default_rng(0)
     labelled = _write(tmp_path / "labelled.jsonl",
                       [_article(rng, t, i, True) for t in ("solar", "sport", "bank") for i in range(20)])
     pool = _write(tmp_path / "pool.jsonl", [_article(rng, t, 100 + i, False) for t in TOPICS for i in range(15)])
     out = tmp_path / "picked.jsonl"
     result = CliRunner().invoke(app, ["active-select", "--filter", str(FILTER), "--labelled", str(labelled),
-                                      "--pool", str(pool), "--count", "8", "--out", str(out)])
+                                      "--pool", str(pool), "--count", "8", "--out", str(out), *flags])
     assert result.exit_code == 0, result.output
     picked = [json.loads(line) for line in out.read_text().splitlines()]
     assert len({p["id"] for p in picked}) == 8
     assert all(p["expected_error"] >= 0 for p in picked)
+    return picked
+
+
+def test_active_select_picks_distinct_pool_articles_from_every_region(tmp_path):
+    picked = _select(tmp_path, "--no-committee")
     assert {p["id"].split("-")[0] for p in picked} == set(TOPICS)  # spread over all four kinds of article
+
+
+def test_the_encoder_committee_spends_the_labels_where_meaning_and_vocabulary_disagree(tmp_path):
+    """Wind turbines share no word with the labelled articles, so the lexical students guess the average; the
+    encoder member places them near the (high-scoring) solar articles and disagrees: the committee asks about
+    the renewables only, and about the new topic most, instead of spreading over football and banking too."""
+    with_committee = [p["id"].split("-")[0] for p in _select(tmp_path)]
+    without = [p["id"].split("-")[0] for p in _select(tmp_path, "--no-committee")]
+    assert set(with_committee) <= {"solar", "wind"} and with_committee.count("wind") >= 3
+    assert {"bank", "sport"} & set(without)
 
 
 def test_active_select_rejects_an_unknown_strategy(tmp_path):
