@@ -11,12 +11,11 @@ spread where too few articles are labelled for that). Strategies (:data:`STRATEG
 - ``uncertainty``: the most uncertain, plus a random ``explore_share``;
 - ``diverse``: weighted k-means in an embedding space with one cluster per label to buy, each article weighted
   by its value per unit of oracle cost (expected error / relative cost ** ``cost_weight``), then the most
-  valuable article of every cluster. With a *committee* (:func:`committee_expected_error`) the expected error
-  is also weighted by how far a member of another family, a ridge on sentence-encoder embeddings, disagrees
-  with the lexical ensemble: where a meaning-based and a vocabulary-based student differ, one of them is
-  wrong. Pure uncertainty keeps asking about one kind of outlier and skews the
+  valuable article of every cluster. Pure uncertainty keeps asking about one kind of outlier and skews the
   labelled sample; the clusters spread a batch over the pool's regions, the weights pull the centres towards
-  where the student errs.
+  where the student errs. With a *committee* (:func:`committee_expected_error`) the expected error is also
+  weighted by how far a member of another family, a ridge on sentence-encoder embeddings, disagrees with the
+  lexical ensemble: where a meaning-based and a vocabulary-based student differ, one of them is wrong.
 
 The same functions choose articles in the label-efficiency benchmark (benchmarks/active_learning.py) and decide
 the ``uncertain`` routing to ``oracle.requests`` in serving.
