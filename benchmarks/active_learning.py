@@ -85,17 +85,11 @@ def embedding(texts, train_idx, data: Path) -> np.ndarray:
     return emb
 
 
-_ENCODED: dict[int, np.ndarray] = {}
-
-
 def encoder_embedding(texts: list[str]) -> np.ndarray:
-    """MiniLM embeddings of every article (the probe student's encoder and its cache), once per process."""
-    key = hash(tuple(texts))
-    if key not in _ENCODED:
-        from distillery.students.probe import ProbeStudent
+    """MiniLM embeddings of every article: the probe student's encoder and its cache (2-3 s once filled)."""
+    from distillery.students.probe import ProbeStudent
 
-        _ENCODED[key] = ProbeStudent(DIMS, cache_dir=ROOT / "build" / "embeddings").embed(texts)
-    return _ENCODED[key]
+    return ProbeStudent(DIMS, cache_dir=ROOT / "build" / "embeddings").embed(texts)
 
 
 def pick(strategy, pool, step, pool_preds, oob_preds, labelled, ctx, rng) -> list[int]:
@@ -104,18 +98,16 @@ def pick(strategy, pool, step, pool_preds, oob_preds, labelled, ctx, rng) -> lis
     if strategy == "uncertainty":
         return active.select(list(pool), step, strategy, active.ensemble_disagreement(pool_preds), rng)
     rows, y = ctx["row_of"][pool], ctx["y"][labelled]
-    expected = None
-    if strategy in ("diverse", "diverse_lexical"):
-        expected = active.learned_expected_error(oob_preds, y, ctx["emb"][ctx["row_of"][labelled]], pool_preds,
-                                                 ctx["emb"][rows], seed=int(rng.integers(2**31)))
+    if strategy in ("diverse", "diverse_lexical"):  # what distillery active-select ranks by (with / without committee)
+        encoded = ctx["encoded"]
+        encoder_preds = (active.encoder_member_predictions(encoded[labelled], y, encoded[pool])
+                         if strategy == "diverse" else None)
+        expected = active.diverse_expected_error(oob_preds, y, ctx["emb"][ctx["row_of"][labelled]], pool_preds,
+                                                 ctx["emb"][rows], int(rng.integers(2**31)), encoder_preds)
     elif strategy == "diverse_true_error":  # the pool's *actual* errors (labels no selector has): an upper bound
         expected = np.abs(pool_preds.mean(axis=0) - ctx["y"][pool]).mean(axis=1) + 1e-3
-    if expected is None:  # diverse_binned, or too few labels to learn from: the binned error model
+    else:  # diverse_binned: the binned error model of the members' mean score and spread
         expected = active.expected_error(pool_preds, active.bootstrap_error_model(oob_preds, y))
-    if strategy == "diverse":  # the committee's encoder member: a ridge on MiniLM embeddings of the labelled articles
-        encoded = ctx["encoded"]()
-        encoder_preds = active.encoder_member_predictions(encoded[labelled], y, encoded[pool])
-        expected = active.committee_expected_error(expected, pool_preds, encoder_preds)
     return active.select(list(pool), step, "diverse", expected, rng, embeddings=ctx["emb"][rows],
                          cost=ctx["cost"][pool], cost_weight=ctx["cost_weight"], focus=ctx["focus"])
 
@@ -177,7 +169,7 @@ def run_seed(seed: int, args, strategies: list[str]) -> tuple[dict, int]:
     row_of[train_idx] = np.arange(len(train_idx))
     ctx = {"y": y, "row_of": row_of, "cost": active.oracle_cost(texts), "cost_weight": args.cost_weight,
            "focus": args.focus, "emb": embedding(texts, train_idx, args.data),
-           "encoded": lambda: encoder_embedding(texts)}
+           "encoded": encoder_embedding(texts) if "diverse" in strategies else None}
     seed_set = list(np.random.default_rng(seed).choice(train_idx, size=args.start, replace=False))
     return {s: run_strategy(s, seed_set, texts, y, train_idx, test_idx, args, ctx) for s in strategies}, len(test_idx)
 

@@ -37,7 +37,6 @@ FOCUS = 4.0
 # expected error x (cross-family disagreement / its mean) ** COMMITTEE_WEIGHT: on the real labels 1 saved 31% of the
 # labels, 0.5 29.5%, 1.5 and 2 31%, no committee 25% (benchmarks/results/active_learning_notes.md)
 COMMITTEE_WEIGHT = 1.0
-PROBE_ALPHAS = (0.1, 0.3, 1.0, 3.0, 10.0)  # ridge strengths the committee's encoder member chooses from (leave-one-out)
 ERROR_NEIGHBOURS = 15  # labelled neighbours whose out-of-bag errors predict a pool article's error
 MIN_ERROR_ROWS = 50  # out-of-bag rows needed before the learned error model replaces the binned ErrorModel
 
@@ -134,10 +133,13 @@ def _boosted_error(error: np.ndarray, labelled_features: np.ndarray, pool_featur
 def encoder_member_predictions(labelled_embeddings: np.ndarray, targets: np.ndarray,
                                pool_embeddings: np.ndarray) -> np.ndarray:
     """The committee's member of another family: a ridge on sentence-encoder embeddings of the labelled articles
-    (strength chosen by leave-one-out), its predictions of the pool (n_pool, d)."""
+    (strength chosen by leave-one-out among the probe student's ridge candidates), its predictions of the pool
+    (n_pool, d)."""
     from sklearn.linear_model import RidgeCV
 
-    ridge = RidgeCV(alphas=PROBE_ALPHAS).fit(np.asarray(labelled_embeddings, dtype=np.float64),
+    from distillery.students.probe import DEFAULTS as PROBE_DEFAULTS
+
+    ridge = RidgeCV(alphas=PROBE_DEFAULTS["alphas"]).fit(np.asarray(labelled_embeddings, dtype=np.float64),
                                              np.asarray(targets, dtype=np.float64))
     return ridge.predict(np.asarray(pool_embeddings, dtype=np.float64))
 
@@ -153,6 +155,21 @@ def committee_expected_error(expected: np.ndarray, member_predictions: np.ndarra
     disagreement = np.abs(np.asarray(encoder_predictions, dtype=np.float64) - lexical).mean(axis=1)
     value = expected * (np.maximum(disagreement, 1e-6) / max(float(disagreement.mean()), 1e-6)) ** float(weight)
     return value * expected.mean() / max(float(value.mean()), 1e-12)
+
+
+def diverse_expected_error(oob_predictions: np.ndarray, targets: np.ndarray, labelled_embeddings: np.ndarray,
+                           pool_predictions: np.ndarray, pool_embeddings: np.ndarray, seed: int = 0,
+                           encoder_predictions: np.ndarray | None = None) -> np.ndarray:
+    """What ``diverse`` ranks the pool by (n_pool,): the learned expected error (the binned ErrorModel's while too
+    few labelled articles have an out-of-bag error), weighted by the committee's disagreement when the encoder
+    member's pool predictions are given."""
+    expected = learned_expected_error(oob_predictions, targets, labelled_embeddings, pool_predictions,
+                                      pool_embeddings, seed)
+    if expected is None:
+        expected = expected_error(pool_predictions, bootstrap_error_model(oob_predictions, targets))
+    if encoder_predictions is not None:
+        expected = committee_expected_error(expected, pool_predictions, encoder_predictions)
+    return expected
 
 
 def expected_error(member_predictions: np.ndarray, model) -> np.ndarray:
@@ -297,13 +314,11 @@ def plan_batch(texts: Sequence[str], targets: np.ndarray, pool_texts: Sequence[s
     # one embedding of labelled and pool articles: the learned error model looks up labelled neighbours in it
     everything = lexical_embedding([*texts, *pool_texts], seed=seed)
     labelled_emb, embeddings = everything[: len(texts)], everything[len(texts):]
-    expected = learned_expected_error(oob, targets, labelled_emb, pool_preds, embeddings, seed)
-    if expected is None:
-        expected = expected_error(pool_preds, bootstrap_error_model(oob, targets))
+    encoder_preds = None
     if encode is not None and strategy == "diverse":
         encoded = np.asarray(encode([*texts, *pool_texts]))
         encoder_preds = encoder_member_predictions(encoded[: len(texts)], targets, encoded[len(texts):])
-        expected = committee_expected_error(expected, pool_preds, encoder_preds)
+    expected = diverse_expected_error(oob, targets, labelled_emb, pool_preds, embeddings, seed, encoder_preds)
     rng = np.random.default_rng(seed)
     cost = oracle_cost(pool_texts, prompt_tokens)
     chosen = select(range(len(pool_texts)), k, strategy, expected, rng, embeddings=embeddings, cost=cost,
